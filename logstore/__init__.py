@@ -1,0 +1,32 @@
+"""logstore: a segmented commit log in Apache Kafka's on-disk format.
+
+    import logstore
+    with logstore.open("data") as store:
+        store.create_topic("events", partitions=3)
+        log = store.partition("events", 0)
+        first = log.append([(b"key", b"value")])
+        for rec in log.read(first):
+            print(rec.offset, rec.key, rec.value)
+
+Modules: records (RecordBatch v2 codec), index (mmap indexes), segment, log (one partition),
+store (a log dir), checkpoint, config, errors. See DESIGN.md for the layering and formats.
+"""
+
+from __future__ import annotations
+
+from . import errors, records
+from .config import LogConfig, StoreConfig, TOPIC_CONFIGS
+from .errors import *  # noqa: F401,F403
+from .errors import __all__ as _errors_all
+from .log import AppendInfo, Log, RecoveryStats
+from .records import Record, BatchHeader, build_batch, decode_batch, decode_batches, iter_headers
+from .segment import FileSlice, LogSegment
+from .store import LogStore, TopicInfo, open, validate_topic_name
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "open", "LogStore", "TopicInfo", "Log", "AppendInfo", "RecoveryStats", "LogSegment", "FileSlice",
+    "LogConfig", "StoreConfig", "TOPIC_CONFIGS", "Record", "BatchHeader", "build_batch", "decode_batch",
+    "decode_batches", "iter_headers", "validate_topic_name", "errors", "records", *_errors_all,
+]

@@ -1,0 +1,623 @@
+"""`Log`: one partition — an ordered set of segments, of which the last is active.
+
+Directory `<topic>-<partition>/`, segments named by base offset (see segment.py). The segment
+table is a `SortedDict` base offset → `LogSegment`; the directory listing is the table.
+
+Invariants:
+- offsets are assigned here, contiguously: each appended batch gets baseOffset = log end offset
+  (LEO), then LEO += record count. The CRC is untouched (it does not cover baseOffset).
+- `log_start_offset` <= every readable offset <= LEO; reads outside raise OffsetOutOfRangeError.
+- `recovery_point` <= LEO and everything below it has been fsynced: after a crash, only
+  segments from the one holding the recovery point on are scanned.
+- appends, rolls, truncation and segment deletion hold `self.lock`; fsync runs outside it
+  (under `_flush_lock`), so concurrent flushes share one fsync (group commit).
+
+Costs: append O(batch headers + bytes written); read_slice O(log segments) bisect + O(log n)
+index lookup + a bounded header scan; offset_for_timestamp O(segments) + one batch decode.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+from sortedcontainers import SortedDict
+
+from . import records as R
+from .config import LogConfig
+from .errors import (CorruptRecordError, InvalidRecordError, InvalidTimestampError, KafkaStorageError,
+                     LogStoreError, OffsetOutOfRangeError, RecordTooLargeError, StoreClosedError)
+from .producer_state import ProducerStateManager
+from .segment import (CLEANED_SUFFIX, DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, SWAP_SUFFIX,
+                      TIMEINDEX_SUFFIX, FileSlice, LogSegment)
+
+_EMPTY_SLICE = FileSlice(-1, 0, 0)
+
+
+@dataclass(frozen=True)
+class AppendInfo:
+    first_offset: int
+    last_offset: int
+    log_append_time: int  # -1 unless the topic uses LogAppendTime
+    log_start_offset: int
+    flush_needed: bool = False
+    record_count: int = 0
+
+
+@dataclass
+class RecoveryStats:
+    segments_scanned: int = 0
+    bytes_scanned: int = 0
+    bytes_truncated: int = 0
+    indexes_rebuilt: int = 0
+    problems: list = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.problems is None:
+            self.problems = []
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def parse_partition_dir(name: str) -> tuple[str, int] | None:
+    """`topic-3` → ("topic", 3); None for anything else."""
+    topic, sep, part = name.rpartition("-")
+    if not sep or not topic or not part.isdigit():
+        return None
+    return topic, int(part)
+
+
+class Log:
+    """One partition. Thread-safe. See the module docstring for invariants and costs."""
+
+    def __init__(self, directory: str, topic: str, partition: int, config: LogConfig, *,
+                 recovery_point: int = 0, log_start_offset: int = 0, clean: bool = True,
+                 stats: RecoveryStats | None = None):
+        self.dir = directory
+        self.topic = topic
+        self.partition = partition
+        self.config = config
+        self.lock = threading.RLock()
+        self._flush_lock = threading.Lock()
+        self.segments: SortedDict = SortedDict()
+        self.recovery_point = recovery_point
+        self._log_start_offset = log_start_offset
+        self.last_flush_ms = int(time.time() * 1000)
+        self.listeners: list[Callable[["Log"], None]] = []
+        self.closed = False
+        self.stats = stats or RecoveryStats()
+        self._pending_deletes: list[tuple[float, LogSegment]] = []
+        os.makedirs(directory, exist_ok=True)
+        self._load(clean)
+        self.producer_state = ProducerStateManager(self._producer_headers)
+
+    @property
+    def name(self) -> str:
+        return f"{self.topic}-{self.partition}"
+
+    # -- loading and recovery (Kafka's LogLoader) -------------------------------------------
+    def _load(self, clean: bool) -> None:
+        cfg = self.config
+        bases: set[int] = set()
+        swaps: list[int] = []
+        for fname in os.listdir(self.dir):
+            path = os.path.join(self.dir, fname)
+            stem, dot, rest = fname.partition(".")
+            if fname.endswith(DELETED_SUFFIX) or fname.endswith(CLEANED_SUFFIX):
+                # an interrupted deletion or an unfinished cleaning: the live files are intact
+                os.unlink(path)
+            elif fname.endswith(SWAP_SUFFIX) and stem.isdigit() and rest == "log" + SWAP_SUFFIX:
+                swaps.append(int(stem))
+            elif fname.endswith(LOG_SUFFIX) and stem.isdigit() and rest == "log":
+                bases.add(int(stem))
+        for base in swaps:
+            self._complete_swap(base, bases)
+        # orphan indexes (no .log) are removed; missing indexes are rebuilt below
+        for fname in os.listdir(self.dir):
+            stem, _, rest = fname.partition(".")
+            if stem.isdigit() and rest in ("index", "timeindex") and int(stem) not in bases:
+                os.unlink(os.path.join(self.dir, fname))
+        for base in sorted(bases):
+            seg = LogSegment(self.dir, base, index_interval_bytes=cfg.index_interval_bytes,
+                             max_index_bytes=cfg.segment_index_bytes)
+            self.segments[base] = seg
+        if not self.segments:
+            base = max(self._log_start_offset, 0)
+            self.segments[base] = LogSegment(self.dir, base, index_interval_bytes=cfg.index_interval_bytes,
+                                             max_index_bytes=cfg.segment_index_bytes, active=True, create=True)
+            fsync_dir(self.dir)
+            self.recovery_point = base
+            self.stats.segments_scanned += 0
+        else:
+            self._recover(clean)
+        last = self.segments.peekitem(-1)[1]
+        last.activate()
+        first_base = self.segments.peekitem(0)[0]
+        self._log_start_offset = max(self._log_start_offset, first_base)
+        if self._log_start_offset > self.log_end_offset:
+            self._log_start_offset = self.log_end_offset
+        self.recovery_point = min(max(self.recovery_point, 0), self.log_end_offset)
+
+    def _complete_swap(self, base: int, bases: set[int]) -> None:
+        """Finish a cleaning that was renamed to `.swap`: the swap segment replaces the live
+        segments it covers. The `.swap` rename happens only once the cleaned segment is fully
+        written and fsynced, so finishing it is always safe."""
+        seg = LogSegment(self.dir, base, suffix=SWAP_SUFFIX)
+        end = seg.next_offset if seg.size else base
+        seg.close()
+        covered = [b for b in bases if base <= b < max(end, base + 1)]
+        for b in covered:
+            for ext in (LOG_SUFFIX, INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+                p = os.path.join(self.dir, f"{b:020d}{ext}")
+                if os.path.exists(p):
+                    os.unlink(p)
+            bases.discard(b)
+        for ext in (LOG_SUFFIX, INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+            p = os.path.join(self.dir, f"{base:020d}{ext}{SWAP_SUFFIX}")
+            if os.path.exists(p):
+                os.replace(p, p[: -len(SWAP_SUFFIX)])
+        bases.add(base)
+        fsync_dir(self.dir)
+
+    def _recover(self, clean: bool) -> None:
+        stats = self.stats
+        segs = list(self.segments.values())
+        if clean:
+            # trust the files; only a missing index forces a rebuild
+            for seg in segs:
+                if not os.path.exists(seg.index.path) or not os.path.exists(seg.time_index.path):
+                    self._recover_segment(seg)
+                    stats.indexes_rebuilt += 1
+            return
+        rp = self.recovery_point
+        start = self.segments.bisect_right(rp) - 1
+        for i, seg in enumerate(segs):
+            if i >= max(start, 0):
+                truncated = self._recover_segment(seg)
+                if truncated:
+                    # everything after a torn or corrupt batch is unflushed garbage: drop it
+                    for later in segs[i + 1:]:
+                        stats.problems.append(f"deleted segment {later.log_path} after truncation")
+                        later.delete_files()
+                        del self.segments[later.base_offset]
+                    break
+            elif not os.path.exists(seg.index.path) or not os.path.exists(seg.time_index.path):
+                self._recover_segment(seg)
+                stats.indexes_rebuilt += 1
+            else:
+                problem = seg.check_indexes()
+                if problem:
+                    stats.problems.append(problem)
+                    self._recover_segment(seg)
+                    stats.indexes_rebuilt += 1
+        # an empty trailing segment file after a crash is harmless; keep it as the active one
+
+    def _recover_segment(self, seg: LogSegment) -> int:
+        self.stats.segments_scanned += 1
+        self.stats.bytes_scanned += seg.size
+        truncated, reason = seg.recover(self.config.max_message_bytes)
+        if truncated:
+            self.stats.bytes_truncated += truncated
+            self.stats.problems.append(f"truncated {truncated} bytes: {reason}")
+        return truncated
+
+    def _producer_headers(self) -> Iterable[R.BatchHeader]:
+        with self.lock:
+            seg = self.segments.peekitem(-1)[1]
+            end = seg.size
+        for _p, h in seg._iter_headers_from(0, end):
+            yield h
+
+    # -- properties --------------------------------------------------------------------------
+    @property
+    def active_segment(self) -> LogSegment:
+        return self.segments.peekitem(-1)[1]
+
+    @property
+    def log_end_offset(self) -> int:
+        """The next offset to be assigned."""
+        return self.segments.peekitem(-1)[1].next_offset
+
+    high_watermark = log_end_offset
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._log_start_offset
+
+    @property
+    def size(self) -> int:
+        """Bytes in all segments."""
+        return sum(s.size for s in self.segments.values())
+
+    def __len__(self) -> int:
+        return self.log_end_offset - self.log_start_offset
+
+    def add_append_listener(self, fn: Callable[["Log"], None]) -> None:
+        """`fn(log)` is called after every append, on the appending thread."""
+        self.listeners.append(fn)
+
+    def remove_append_listener(self, fn: Callable[["Log"], None]) -> None:
+        try:
+            self.listeners.remove(fn)
+        except ValueError:
+            pass
+
+    # -- append ------------------------------------------------------------------------------
+    def append(self, records: Iterable[Any], *, compression: str = "none", timestamp: int | None = None,
+               flush: bool = True) -> int:
+        """Append records — (key, value[, headers[, timestamp_ms]]) — as one batch.
+        Returns the first assigned offset."""
+        batch = R.build_batch(records, compression=compression, timestamp=timestamp)
+        return self.append_batches(batch, flush=flush).first_offset
+
+    def append_batch(self, batch: bytes | bytearray | memoryview, *, flush: bool = True) -> int:
+        """Append one or more pre-encoded RecordBatch v2; returns the first assigned offset."""
+        return self.append_batches(batch, flush=flush).first_offset
+
+    def append_batches(self, data: bytes | bytearray | memoryview, *, flush: bool = True) -> AppendInfo:
+        """Validate and append the record batches in `data` (size, magic, CRC, max.message.bytes,
+        timestamps, producer sequences); offsets are assigned by rewriting each baseOffset.
+
+        With `flush=False`, a flush asked for by `flush.messages` is left to the caller
+        (`info.flush_needed`), e.g. to run it off an event loop. Raises a LogStoreError subclass
+        naming the partition and position of the bad batch; nothing is appended then.
+        """
+        if self.closed:
+            raise StoreClosedError(f"partition {self.name} is closed")
+        cfg = self.config
+        buf = bytearray(data)
+        n = len(buf)
+        batches: list[tuple[int, R.BatchHeader]] = []
+        pos = 0
+        where = f"partition {self.name}"
+        while pos < n:
+            if n - pos < R.HEADER_SIZE:
+                raise CorruptRecordError(f"{n - pos} trailing bytes after the last batch in produce to {where}")
+            h = R.read_header(buf, pos)
+            if h.size > cfg.max_message_bytes:
+                raise RecordTooLargeError(
+                    f"batch of {h.size} bytes at position {pos} exceeds max.message.bytes "
+                    f"{cfg.max_message_bytes} of {where}")
+            R.validate_batch(buf, pos, h)
+            batches.append((pos, h))
+            pos += h.size
+        if not batches:
+            raise CorruptRecordError(f"no record batch in produce to {where}")
+        now = int(time.time() * 1000)
+        append_time = now if cfg.message_timestamp_type == "LogAppendTime" else -1
+        for pos, h in batches:
+            if h.record_count == 0 and not h.is_control:
+                raise InvalidRecordError(f"batch at position {pos} of produce to {where} has no records")
+            if append_time >= 0:
+                R.set_log_append_time(buf, pos, append_time)
+            else:
+                if cfg.message_timestamp_before_max_ms < R.LONG_MAX_TS and h.base_timestamp >= 0 and \
+                        now - h.base_timestamp > cfg.message_timestamp_before_max_ms:
+                    raise InvalidTimestampError(
+                        f"timestamp {h.base_timestamp} in batch at position {pos} of {where} is older than "
+                        f"message.timestamp.before.max.ms")
+                if cfg.message_timestamp_after_max_ms < R.LONG_MAX_TS and \
+                        h.max_timestamp - now > cfg.message_timestamp_after_max_ms:
+                    raise InvalidTimestampError(
+                        f"timestamp {h.max_timestamp} in batch at position {pos} of {where} is newer than "
+                        f"message.timestamp.after.max.ms")
+            if cfg.compact and not h.is_control:
+                for rec in R.decode_batch(buf, pos, verify_crc=False):
+                    if rec.key is None:
+                        raise InvalidRecordError(
+                            f"compacted topic {self.topic} needs a key on every record: record "
+                            f"{rec.offset - h.base_offset} of batch at position {pos} has none")
+        with self.lock:
+            if self.closed:
+                raise StoreClosedError(f"partition {self.name} is closed")
+            for _pos, h in batches:
+                if h.producer_id >= 0 and h.base_sequence >= 0 and not h.is_control:
+                    self.producer_state.check(h.producer_id, h.producer_epoch, h.base_sequence,
+                                              h.last_sequence, where)
+            seg = self._maybe_roll(n, batches, now)
+            offset = seg.next_offset
+            first = offset
+            info: list[tuple[int, int, int]] = []
+            count = 0
+            for pos, h in batches:
+                R.set_base_offset(buf, pos, offset)
+                R.set_leader_epoch(buf, pos, 0)
+                last = offset + h.last_offset_delta
+                info.append((pos, last, append_time if append_time >= 0 else h.max_timestamp))
+                if h.producer_id >= 0 and h.base_sequence >= 0 and not h.is_control:
+                    self.producer_state.update(h.producer_id, h.producer_epoch, h.base_sequence,
+                                               h.last_sequence, offset, last, h.max_timestamp)
+                offset = last + 1
+                count += h.record_count
+            seg.append(buf, info)
+            leo = offset
+            flush_needed = leo - self.recovery_point >= cfg.flush_messages
+            result = AppendInfo(first, leo - 1, append_time, self._log_start_offset, flush_needed, count)
+        if flush_needed and flush:
+            self.flush(leo)
+        for fn in self.listeners:
+            fn(self)
+        return result
+
+    def _maybe_roll(self, size: int, batches: Sequence[tuple[int, R.BatchHeader]], now: int) -> LogSegment:
+        seg: LogSegment = self.segments.peekitem(-1)[1]
+        cfg = self.config
+        if seg.size == 0:
+            return seg
+        last_delta = sum(h.last_offset_delta + 1 for _, h in batches)
+        if (seg.size + size > cfg.segment_bytes
+                or now - seg.rolling_timestamp > cfg.segment_ms - cfg.segment_jitter_ms
+                or seg.index.is_full() or seg.time_index.is_full()
+                or seg.next_offset + last_delta - seg.base_offset > 0x7FFFFFFF):
+            return self.roll()
+        return seg
+
+    def roll(self) -> LogSegment:
+        """Seal the active segment (fsync, trim indexes) and start a new one at the LEO."""
+        with self.lock:
+            old: LogSegment = self.segments.peekitem(-1)[1]
+            if old.size == 0:
+                return old
+            base = old.next_offset
+            old.seal()
+            cfg = self.config
+            seg = LogSegment(self.dir, base, index_interval_bytes=cfg.index_interval_bytes,
+                             max_index_bytes=cfg.segment_index_bytes, active=True, create=True)
+            self.segments[base] = seg
+            fsync_dir(self.dir)
+            # the sealed segment and everything before it is on disk
+            self.recovery_point = max(self.recovery_point, base)
+            return seg
+
+    # -- flush -------------------------------------------------------------------------------
+    def flush(self, offset: int | None = None) -> None:
+        """Make every append below `offset` (default: all) durable. Concurrent callers share
+        fsyncs: a call whose offset a finished fsync already covers returns at once."""
+        if offset is not None and self.recovery_point >= offset:
+            return
+        with self._flush_lock:
+            with self.lock:
+                end = self.log_end_offset
+                if self.recovery_point >= (end if offset is None else min(offset, end)):
+                    return
+                start = self.segments.bisect_right(self.recovery_point) - 1
+                segs = list(self.segments.values())[max(start, 0):]
+            for seg in segs:
+                if not seg.closed:
+                    seg.flush()
+            with self.lock:
+                self.recovery_point = max(self.recovery_point, end)
+                self.last_flush_ms = int(time.time() * 1000)
+
+    def flush_if_due(self, now_ms: int) -> bool:
+        """The `flush.ms` policy: flush when unflushed data is older than flush.ms."""
+        if self.recovery_point < self.log_end_offset and now_ms - self.last_flush_ms >= self.config.flush_ms:
+            self.flush()
+            return True
+        return False
+
+    # -- read ----------------------------------------------------------------------------------
+    def _check_range(self, offset: int) -> int:
+        leo = self.log_end_offset
+        if offset < self._log_start_offset or offset > leo:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} is out of range for partition {self.name}: valid offsets are "
+                f"{self._log_start_offset} to {leo}")
+        return leo
+
+    def read_slice(self, offset: int, max_bytes: int, *, min_one: bool = True) -> FileSlice:
+        """The file region of whole batches from the batch holding `offset`, about `max_bytes`
+        long (at least one batch when `min_one`; may end inside a batch, as Kafka's fetch does).
+        Size 0 at the log end. O(log segments + log index entries)."""
+        with self.lock:
+            leo = self._check_range(offset)
+            if offset == leo:
+                return _EMPTY_SLICE
+            i = self.segments.bisect_right(offset) - 1
+            segs = self.segments.values()
+            i = max(i, 0)
+            while i < len(segs):
+                seg = segs[i]
+                s = seg.read_slice(offset, max_bytes, min_one=min_one)
+                if s is not None:
+                    return s
+                i += 1
+            return _EMPTY_SLICE
+
+    def read_bytes(self, offset: int, max_bytes: int = 1 << 20, *, min_one: bool = True) -> bytes:
+        """The bytes of `read_slice`."""
+        return self.read_slice(offset, max_bytes, min_one=min_one).read()
+
+    def read(self, offset: int, max_bytes: int = 1 << 20, *, max_records: int | None = None) -> list[R.Record]:
+        """Decoded records with offset >= `offset`, in order, from about `max_bytes` of log
+        (at least one batch). Empty at the log end. CRCs are checked; a corrupt batch raises
+        CorruptRecordError naming the file and position."""
+        s = self.read_slice(offset, max_bytes)
+        out: list[R.Record] = []
+        while s.size:
+            data = s.read()
+            base = s.position
+            got_any = False
+            end_offset = offset
+            for pos, h in R.iter_headers(data):
+                got_any = True
+                end_offset = h.last_offset + 1
+                if h.last_offset < offset:
+                    continue
+                recs = R.decode_batch(data, pos, path=s.path, base=base)
+                if recs and recs[0].offset < offset:
+                    recs = [r for r in recs if r.offset >= offset]
+                out.extend(recs)
+            if not got_any and s.size:
+                raise CorruptRecordError(
+                    f"unreadable batch at position {s.position} of {s.path} for offset {offset}",
+                    path=s.path, position=s.position)
+            if out or end_offset >= self.log_end_offset:
+                break
+            # only control batches or compacted holes so far: go on
+            offset = end_offset
+            s = self.read_slice(offset, max_bytes)
+        if max_records is not None and len(out) > max_records:
+            del out[max_records:]
+        return out
+
+    def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record with timestamp >= `timestamp` at or after the
+        log start offset, or None if there is none."""
+        with self.lock:
+            segs = list(self.segments.values())
+            lso = self._log_start_offset
+        for seg in segs:
+            if seg.next_offset <= lso or seg.size == 0:
+                continue
+            if seg.max_timestamp < timestamp:
+                continue
+            _, off = seg.time_index.lookup(timestamp)
+            _, pos = seg.index.lookup(max(off, lso))
+            for p, h, data in seg.iter_batches(pos):
+                if h.max_timestamp < timestamp or h.last_offset < lso:
+                    continue
+                for rec in R.decode_batch(data, path=seg.log_path, base=p):
+                    if rec.timestamp >= timestamp and rec.offset >= lso:
+                        return rec.offset, rec.timestamp
+        return None
+
+    def max_timestamp_offset(self) -> tuple[int, int] | None:
+        """(offset, timestamp) of the record with the largest timestamp, or None when empty."""
+        with self.lock:
+            segs = [s for s in self.segments.values() if s.size and s.next_offset > self._log_start_offset]
+        if not segs:
+            return None
+        best = max(segs, key=lambda s: s.max_timestamp)
+        ts = best.max_timestamp
+        found = self.offset_for_timestamp(ts)
+        return found
+
+    # -- truncation and deletion ------------------------------------------------------------
+    def truncate_to(self, offset: int) -> None:
+        """Remove every batch whose last offset >= `offset` (whole batches; the LEO becomes the
+        base of the first removed batch)."""
+        with self.lock:
+            if offset >= self.log_end_offset:
+                return
+            for base in list(self.segments.keys()):
+                if base >= offset and len(self.segments) > 1 and base != self.segments.peekitem(0)[0]:
+                    seg = self.segments.pop(base)
+                    seg.delete_files()
+            seg = self.segments.peekitem(-1)[1]
+            seg.activate()
+            seg.truncate_to(offset)
+            self.recovery_point = min(self.recovery_point, self.log_end_offset)
+            if self._log_start_offset > self.log_end_offset:
+                self._log_start_offset = self.log_end_offset
+            self.producer_state.truncate()
+
+    def truncate_fully(self, new_offset: int) -> None:
+        """Delete every segment and restart the log, empty, at `new_offset`."""
+        with self.lock:
+            for seg in list(self.segments.values()):
+                seg.delete_files()
+            self.segments.clear()
+            cfg = self.config
+            self.segments[new_offset] = LogSegment(self.dir, new_offset, index_interval_bytes=cfg.index_interval_bytes,
+                                                   max_index_bytes=cfg.segment_index_bytes, active=True,
+                                                   create=True)
+            fsync_dir(self.dir)
+            self._log_start_offset = new_offset
+            self.recovery_point = new_offset
+            self.producer_state.truncate()
+
+    def delete_records(self, before_offset: int) -> int:
+        """Kafka's DeleteRecords: move the log start offset to `before_offset` (-1: the LEO) and
+        drop whole segments below it. Returns the new log start offset."""
+        with self.lock:
+            leo = self.log_end_offset
+            if before_offset == -1:
+                before_offset = leo
+            if before_offset < 0 or before_offset > leo:
+                raise OffsetOutOfRangeError(
+                    f"cannot delete records before offset {before_offset} of partition {self.name}: "
+                    f"valid offsets are {self._log_start_offset} to {leo}")
+            if before_offset > self._log_start_offset:
+                self._log_start_offset = before_offset
+            self.delete_segments_below(self._log_start_offset)
+            return self._log_start_offset
+
+    def set_log_start_offset(self, offset: int) -> None:
+        with self.lock:
+            self._log_start_offset = max(self._log_start_offset, min(offset, self.log_end_offset))
+
+    def delete_segments_below(self, offset: int) -> list[LogSegment]:
+        """Delete sealed segments whose every offset is below `offset`; never the active one."""
+        with self.lock:
+            victims = []
+            for seg in list(self.segments.values())[:-1]:
+                if seg.next_offset <= offset:
+                    victims.append(seg)
+                else:
+                    break
+            self.delete_segments(victims)
+            return victims
+
+    def delete_segments(self, victims: Sequence[LogSegment]) -> None:
+        """Remove segments from the table now; rename their files `.deleted` and remove them after
+        `file.delete.delay.ms`, so a reader holding one is not cut off."""
+        if not victims:
+            return
+        with self.lock:
+            for seg in victims:
+                if seg is self.segments.peekitem(-1)[1]:
+                    raise LogStoreError(f"refusing to delete the active segment of {self.name}")
+                self.segments.pop(seg.base_offset, None)
+                seg.rename_suffix(DELETED_SUFFIX)
+                self._pending_deletes.append((time.monotonic() + self.config.file_delete_delay_ms / 1000, seg))
+            first = self.segments.peekitem(0)[0]
+            if self._log_start_offset < first:
+                self._log_start_offset = first
+        self.purge_deleted()
+
+    def purge_deleted(self, force: bool = False) -> int:
+        """Remove `.deleted` files whose delay has passed. Returns how many segments went."""
+        now = time.monotonic()
+        with self.lock:
+            due = [s for t, s in self._pending_deletes if force or t <= now]
+            self._pending_deletes = [(t, s) for t, s in self._pending_deletes if not (force or t <= now)]
+        for seg in due:
+            seg.delete_files()
+        return len(due)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Flush, trim the active segment's indexes and close every file."""
+        with self.lock:
+            if self.closed:
+                return
+            try:
+                self.flush()
+            finally:
+                self.closed = True
+                for seg in self.segments.values():
+                    seg.close()
+        self.purge_deleted(force=True)
+
+    def delete(self) -> None:
+        """Close and remove the partition directory."""
+        with self.lock:
+            self.closed = True
+            for seg in self.segments.values():
+                seg.close()
+        self.purge_deleted(force=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __repr__(self) -> str:
+        return f"Log({self.name}, start={self._log_start_offset}, end={self.log_end_offset})"

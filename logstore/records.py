@@ -1,0 +1,521 @@
+"""RecordBatch v2 (magic 2): Apache Kafka's on-disk and on-wire unit of records.
+
+Byte layout of one batch (big-endian; `batchLength` counts the bytes after itself, so a batch
+occupies `batchLength + 12` bytes):
+
+    offset  size  field
+    0       8     baseOffset            i64   assigned by the log when the batch is appended
+    8       4     batchLength           i32
+    12      4     partitionLeaderEpoch  i32   set by the log; not covered by the CRC
+    16      1     magic                 i8    always 2 here
+    17      4     crc                   u32   CRC-32C of bytes [21, end)
+    21      2     attributes            i16   bits 0-2 compression (0 none, 1 gzip, 2 snappy,
+                                              3 lz4, 4 zstd), bit 3 timestamp type (1 =
+                                              LogAppendTime), bit 4 transactional, bit 5 control,
+                                              bit 6 delete horizon set
+    23      4     lastOffsetDelta       i32
+    27      8     baseTimestamp         i64
+    35      8     maxTimestamp          i64
+    43      8     producerId            i64   -1 when not idempotent
+    51      2     producerEpoch         i16
+    53      4     baseSequence          i32
+    57      4     recordCount           i32
+    61      ...   records (compressed as a whole when attributes say so)
+
+Each record (varint = zigzag LEB128 as in protobuf):
+
+    length varint | attributes i8 | timestampDelta varlong | offsetDelta varint |
+    keyLength varint (-1 = null) | key | valueLength varint (-1 = null) | value |
+    headerCount varint | (headerKeyLength varint | headerKey utf-8 |
+                          headerValueLength varint (-1 = null) | headerValue)*
+
+Because the CRC starts at `attributes`, the log can rewrite `baseOffset` and
+`partitionLeaderEpoch` without recomputing it. Hot paths use only the 61-byte header
+(`read_header`, `iter_headers`, `validate_batch`); `decode_batch` parses records for the embedded
+API and tools. Snappy follows Kafka's Java client: xerial framing when writing, either framing or
+raw when reading; lz4 is the standard frame format; gzip and zstd are plain streams.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
+
+import cramjam
+import crc32c as _crc32c
+
+from .errors import CorruptRecordError, UnsupportedForMessageFormatError
+
+HEADER = struct.Struct(">qiibIhiqqqhii")
+HEADER_SIZE = 61
+assert HEADER.size == HEADER_SIZE
+LOG_OVERHEAD = 12  # baseOffset + batchLength: the bytes not counted by batchLength
+LONG_MAX_TS = (1 << 63) - 1
+CRC_START = 21
+MAGIC_OFFSET = 16
+MAGIC = 2
+
+COMPRESSION_NONE, COMPRESSION_GZIP, COMPRESSION_SNAPPY, COMPRESSION_LZ4, COMPRESSION_ZSTD = range(5)
+COMPRESSION_CODES = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
+COMPRESSION_NAMES = {v: k for k, v in COMPRESSION_CODES.items()}
+TIMESTAMP_TYPE_BIT = 0x08
+TRANSACTIONAL_BIT = 0x10
+CONTROL_BIT = 0x20
+DELETE_HORIZON_BIT = 0x40
+
+_BASE_OFFSET = struct.Struct(">q")
+_LEADER_EPOCH = struct.Struct(">i")
+_U32 = struct.Struct(">I")
+_I64 = struct.Struct(">q")
+_I16 = struct.Struct(">h")
+
+crc32c = _crc32c.crc32c
+
+
+class BatchHeader(NamedTuple):
+    base_offset: int
+    batch_length: int
+    leader_epoch: int
+    magic: int
+    crc: int
+    attributes: int
+    last_offset_delta: int
+    base_timestamp: int
+    max_timestamp: int
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+    record_count: int
+
+    @property
+    def size(self) -> int:
+        """Bytes the whole batch occupies."""
+        return self.batch_length + LOG_OVERHEAD
+
+    @property
+    def last_offset(self) -> int:
+        return self.base_offset + self.last_offset_delta
+
+    @property
+    def compression(self) -> int:
+        return self.attributes & 0x07
+
+    @property
+    def log_append_time(self) -> bool:
+        return bool(self.attributes & TIMESTAMP_TYPE_BIT)
+
+    @property
+    def is_transactional(self) -> bool:
+        return bool(self.attributes & TRANSACTIONAL_BIT)
+
+    @property
+    def is_control(self) -> bool:
+        return bool(self.attributes & CONTROL_BIT)
+
+    @property
+    def last_sequence(self) -> int:
+        if self.base_sequence < 0:
+            return -1
+        return (self.base_sequence + self.last_offset_delta) & 0x7FFFFFFF
+
+
+class Record(NamedTuple):
+    """One decoded record. `headers` is a list of (str, bytes | None)."""
+
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: list
+
+    def __repr__(self) -> str:
+        return (f"Record(offset={self.offset}, timestamp={self.timestamp}, key={self.key!r}, "
+                f"value={self.value!r}, headers={self.headers!r})")
+
+
+read_header_from = HEADER.unpack_from
+
+
+def read_header(buf: Any, pos: int = 0) -> BatchHeader:
+    """The header of the batch at `pos`. O(1); does not check magic or CRC."""
+    return BatchHeader._make(HEADER.unpack_from(buf, pos))
+
+
+def iter_headers(buf: Any, pos: int = 0, end: int | None = None) -> Iterator[tuple[int, BatchHeader]]:
+    """(position, header) of each complete batch in buf[pos:end]; stops at the first incomplete one.
+
+    Reads headers only, O(number of batches). Does not validate CRCs (see `validate_batch`).
+    """
+    if end is None:
+        end = len(buf)
+    unpack = HEADER.unpack_from
+    make = BatchHeader._make
+    while pos + HEADER_SIZE <= end:
+        h = make(unpack(buf, pos))
+        size = h.batch_length + LOG_OVERHEAD
+        if h.batch_length < HEADER_SIZE - LOG_OVERHEAD or pos + size > end:
+            return
+        yield pos, h
+        pos += size
+
+
+def check_header(h: BatchHeader, *, where: str = "", position: int | None = None, path: str | None = None) -> None:
+    """Structural checks on a header alone: magic, lengths, counts. Raises CorruptRecordError."""
+    if h.magic != MAGIC:
+        if h.magic in (0, 1):
+            raise UnsupportedForMessageFormatError(
+                f"message format v{h.magic} is not supported{where}: only RecordBatch v2 (magic 2) is stored")
+        raise CorruptRecordError(f"invalid magic byte {h.magic}{where}", path=path, position=position)
+    if h.batch_length < HEADER_SIZE - LOG_OVERHEAD:
+        raise CorruptRecordError(f"batch length {h.batch_length} is smaller than a batch header{where}",
+                                 path=path, position=position)
+    if h.last_offset_delta < 0 or h.record_count < 0 or (h.record_count and h.last_offset_delta < h.record_count - 1):
+        raise CorruptRecordError(
+            f"inconsistent record count {h.record_count} / last offset delta {h.last_offset_delta}{where}",
+            path=path, position=position)
+
+
+def validate_batch(buf: Any, pos: int = 0, h: BatchHeader | None = None, *, path: str | None = None,
+                   base: int = 0) -> BatchHeader:
+    """Check the batch at `pos`: complete, magic 2, sane lengths, CRC-32C. Returns its header.
+
+    `path` and `base` (file position of buf[0]) only make the error message say where.
+    """
+    where = f" at position {base + pos}" + (f" of {path}" if path else "")
+    if pos + HEADER_SIZE > len(buf):
+        raise CorruptRecordError(f"truncated batch header ({len(buf) - pos} bytes){where}", path=path,
+                                 position=base + pos)
+    if h is None:
+        h = read_header(buf, pos)
+    check_header(h, where=where, position=base + pos, path=path)
+    end = pos + h.batch_length + LOG_OVERHEAD
+    if end > len(buf):
+        raise CorruptRecordError(
+            f"batch of {h.batch_length + LOG_OVERHEAD} bytes is truncated to {len(buf) - pos}{where}",
+            path=path, position=base + pos)
+    mv = buf if isinstance(buf, memoryview) else memoryview(buf)
+    actual = crc32c(mv[pos + CRC_START:end])
+    if actual != h.crc:
+        raise CorruptRecordError(f"CRC mismatch{where}: stored {h.crc:#010x}, computed {actual:#010x}",
+                                 path=path, position=base + pos)
+    return h
+
+
+def set_base_offset(buf: bytearray | memoryview, pos: int, base_offset: int) -> None:
+    _BASE_OFFSET.pack_into(buf, pos, base_offset)
+
+
+def set_leader_epoch(buf: bytearray | memoryview, pos: int, epoch: int) -> None:
+    _LEADER_EPOCH.pack_into(buf, pos + 12, epoch)
+
+
+def set_log_append_time(buf: bytearray | memoryview, pos: int, timestamp: int) -> None:
+    """Stamp LogAppendTime: sets the timestamp-type bit and maxTimestamp, then recomputes the CRC."""
+    h = read_header(buf, pos)
+    _I16.pack_into(buf, pos + 21, h.attributes | TIMESTAMP_TYPE_BIT)
+    _I64.pack_into(buf, pos + 35, timestamp)
+    end = pos + h.batch_length + LOG_OVERHEAD
+    _U32.pack_into(buf, pos + 17, crc32c(memoryview(buf)[pos + CRC_START:end]))
+
+
+# ---------------------------------------------------------------------------- varints
+
+def encode_varint(value: int, out: bytearray) -> None:
+    """Append a zigzag varint (works for 32- and 64-bit values)."""
+    v = (value << 1) ^ (value >> 63)
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+
+
+def decode_varint(buf: Any, pos: int) -> tuple[int, int]:
+    """(value, new position) of the zigzag varint at `pos`."""
+    b = buf[pos]
+    pos += 1
+    if b < 0x80:
+        return (b >> 1) ^ -(b & 1), pos
+    result = b & 0x7F
+    shift = 7
+    while True:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return (result >> 1) ^ -(result & 1), pos
+        shift += 7
+        if shift > 63:
+            raise ValueError(f"varint longer than 10 bytes at {pos}")
+
+
+# ---------------------------------------------------------------------------- compression
+
+_XERIAL_MAGIC = b"\x82SNAPPY\x00"
+_XERIAL_HEADER = struct.Struct(">8sii")
+_XERIAL_BLOCK = 32 * 1024
+
+
+def _snappy_compress(data: bytes) -> bytes:
+    out = bytearray(_XERIAL_HEADER.pack(_XERIAL_MAGIC, 1, 1))
+    for i in range(0, len(data), _XERIAL_BLOCK):
+        block = bytes(cramjam.snappy.compress_raw(data[i:i + _XERIAL_BLOCK]))
+        out += _U32.pack(len(block))
+        out += block
+    return bytes(out)
+
+
+def _snappy_decompress(data: bytes) -> bytes:
+    if data[:8] != _XERIAL_MAGIC:
+        return bytes(cramjam.snappy.decompress_raw(data))
+    pos = _XERIAL_HEADER.size
+    parts = []
+    while pos < len(data):
+        (n,) = _U32.unpack_from(data, pos)
+        pos += 4
+        parts.append(bytes(cramjam.snappy.decompress_raw(data[pos:pos + n])))
+        pos += n
+    return b"".join(parts)
+
+
+def compress(codec: int, data: bytes) -> bytes:
+    if codec == COMPRESSION_NONE:
+        return data
+    if codec == COMPRESSION_GZIP:
+        return bytes(cramjam.gzip.compress(data))
+    if codec == COMPRESSION_SNAPPY:
+        return _snappy_compress(data)
+    if codec == COMPRESSION_LZ4:
+        return bytes(cramjam.lz4.compress(data))
+    if codec == COMPRESSION_ZSTD:
+        return bytes(cramjam.zstd.compress(data))
+    raise ValueError(f"unknown compression codec {codec}")
+
+
+def decompress(codec: int, data: bytes) -> bytes:
+    if codec == COMPRESSION_NONE:
+        return data
+    if codec == COMPRESSION_GZIP:
+        return bytes(cramjam.gzip.decompress(data))
+    if codec == COMPRESSION_SNAPPY:
+        return _snappy_decompress(data)
+    if codec == COMPRESSION_LZ4:
+        return bytes(cramjam.lz4.decompress(data))
+    if codec == COMPRESSION_ZSTD:
+        return bytes(cramjam.zstd.decompress(data))
+    raise CorruptRecordError(f"unknown compression codec {codec} in batch attributes")
+
+
+# ---------------------------------------------------------------------------- encode
+
+def _normalise(rec: Any) -> tuple[bytes | None, bytes | None, Sequence, int | None]:
+    if isinstance(rec, Record):
+        return rec.key, rec.value, rec.headers, rec.timestamp
+    n = len(rec)
+    if n == 2:
+        return rec[0], rec[1], (), None
+    if n == 3:
+        return rec[0], rec[1], rec[2] or (), None
+    if n == 4:
+        return rec[0], rec[1], rec[2] or (), rec[3]
+    raise ValueError("a record is (key, value[, headers[, timestamp_ms]])")
+
+
+def build_batch(
+    records: Iterable[Any],
+    base_offset: int = 0,
+    *,
+    compression: str | int = "none",
+    timestamp: int | None = None,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+    partition_leader_epoch: int = -1,
+    log_append_time: bool = False,
+    transactional: bool = False,
+    control: bool = False,
+) -> bytes:
+    """Encode records into one RecordBatch v2. A record is (key, value[, headers[, timestamp_ms]])
+    with bytes-or-None key/value and headers as (str, bytes | None) pairs; a missing timestamp is
+    `timestamp` or now. Offsets are base_offset + index. O(total bytes).
+    """
+    codec = COMPRESSION_CODES[compression] if isinstance(compression, str) else int(compression)
+    now = int(time.time() * 1000) if timestamp is None else timestamp
+    items = [_normalise(r) for r in records]
+    if not items:
+        raise ValueError("a record batch needs at least one record")
+    stamps = [now if ts is None else ts for _, _, _, ts in items]
+    base_ts = min(stamps) if stamps else now
+    max_ts = max(stamps) if stamps else now
+    body = bytearray()
+    rec = bytearray()
+    for i, ((key, value, headers, _), ts) in enumerate(zip(items, stamps)):
+        rec.clear()
+        rec.append(0)
+        encode_varint(ts - base_ts, rec)
+        encode_varint(i, rec)
+        if key is None:
+            rec.append(1)  # zigzag(-1)
+        else:
+            key = bytes(key)
+            encode_varint(len(key), rec)
+            rec += key
+        if value is None:
+            rec.append(1)
+        else:
+            value = bytes(value)
+            encode_varint(len(value), rec)
+            rec += value
+        encode_varint(len(headers), rec)
+        for hk, hv in headers:
+            hkb = hk.encode() if isinstance(hk, str) else bytes(hk)
+            encode_varint(len(hkb), rec)
+            rec += hkb
+            if hv is None:
+                rec.append(1)
+            else:
+                hvb = hv.encode() if isinstance(hv, str) else bytes(hv)
+                encode_varint(len(hvb), rec)
+                rec += hvb
+        encode_varint(len(rec), body)
+        body += rec
+    payload = compress(codec, bytes(body))
+    attributes = codec
+    if log_append_time:
+        attributes |= TIMESTAMP_TYPE_BIT
+    if transactional:
+        attributes |= TRANSACTIONAL_BIT
+    if control:
+        attributes |= CONTROL_BIT
+    n = len(items)
+    out = bytearray(HEADER_SIZE + len(payload))
+    HEADER.pack_into(out, 0, base_offset, HEADER_SIZE - LOG_OVERHEAD + len(payload), partition_leader_epoch,
+                     MAGIC, 0, attributes, n - 1, base_ts, max_ts, producer_id, producer_epoch,
+                     base_sequence, n)
+    out[HEADER_SIZE:] = payload
+    _U32.pack_into(out, 17, crc32c(memoryview(out)[CRC_START:]))
+    return bytes(out)
+
+
+# ---------------------------------------------------------------------------- decode
+
+def decode_batch(buf: Any, pos: int = 0, *, verify_crc: bool = True, path: str | None = None,
+                 base: int = 0) -> list[Record]:
+    """All records of the batch at `pos`, with absolute offsets and timestamps.
+
+    Control batches (transaction markers) decode to no records. Raises CorruptRecordError on a
+    bad batch, naming `path` and the position (`base` + pos) when given.
+    """
+    if verify_crc:
+        h = validate_batch(buf, pos, path=path, base=base)
+    else:
+        h = read_header(buf, pos)
+        check_header(h, where=f" at position {base + pos}", position=base + pos, path=path)
+    if h.attributes & CONTROL_BIT:
+        return []
+    end = pos + h.batch_length + LOG_OVERHEAD
+    data = bytes(buf[pos + HEADER_SIZE:end])
+    codec = h.attributes & 0x07
+    if codec:
+        try:
+            data = decompress(codec, data)
+        except CorruptRecordError:
+            raise
+        except Exception as e:  # the codec libraries raise their own types
+            raise CorruptRecordError(
+                f"cannot decompress {COMPRESSION_NAMES.get(codec, codec)} batch at position {base + pos}"
+                + (f" of {path}" if path else "") + f": {e}", path=path, position=base + pos) from None
+    try:
+        return _decode_records(data, h)
+    except (IndexError, ValueError, UnicodeDecodeError) as e:
+        raise CorruptRecordError(
+            f"malformed records in batch at position {base + pos}" + (f" of {path}" if path else "") + f": {e}",
+            path=path, position=base + pos) from None
+
+
+def _decode_records(data: bytes, h: BatchHeader) -> list[Record]:
+    base_offset = h.base_offset
+    base_ts = h.base_timestamp
+    append_time = h.max_timestamp if h.attributes & TIMESTAMP_TYPE_BIT else None
+    out: list[Record] = []
+    append = out.append
+    new = tuple.__new__
+    R = Record
+    pos = 0
+    n = len(data)
+    for _ in range(h.record_count):
+        # length
+        b = data[pos]
+        if b < 0x80:
+            length = (b >> 1) ^ -(b & 1)
+            pos += 1
+        else:
+            length, pos = decode_varint(data, pos)
+        rec_end = pos + length
+        if length < 0 or rec_end > n:
+            raise ValueError(f"record length {length} runs past the batch")
+        pos += 1  # attributes
+        b = data[pos]
+        if b < 0x80:
+            ts_delta = (b >> 1) ^ -(b & 1)
+            pos += 1
+        else:
+            ts_delta, pos = decode_varint(data, pos)
+        b = data[pos]
+        if b < 0x80:
+            off_delta = (b >> 1) ^ -(b & 1)
+            pos += 1
+        else:
+            off_delta, pos = decode_varint(data, pos)
+        b = data[pos]
+        if b < 0x80:
+            klen = (b >> 1) ^ -(b & 1)
+            pos += 1
+        else:
+            klen, pos = decode_varint(data, pos)
+        if klen < 0:
+            key = None
+        else:
+            key = data[pos:pos + klen]
+            pos += klen
+        b = data[pos]
+        if b < 0x80:
+            vlen = (b >> 1) ^ -(b & 1)
+            pos += 1
+        else:
+            vlen, pos = decode_varint(data, pos)
+        if vlen < 0:
+            value = None
+        else:
+            value = data[pos:pos + vlen]
+            pos += vlen
+        b = data[pos]
+        if b == 0:
+            headers = []
+            pos += 1
+        else:
+            nh, pos = decode_varint(data, pos)
+            headers = []
+            for _h in range(nh):
+                hkl, pos = decode_varint(data, pos)
+                hk = data[pos:pos + hkl].decode()
+                pos += hkl
+                hvl, pos = decode_varint(data, pos)
+                if hvl < 0:
+                    hv = None
+                else:
+                    hv = data[pos:pos + hvl]
+                    pos += hvl
+                headers.append((hk, hv))
+        if pos != rec_end:
+            raise ValueError(f"record at offset delta {off_delta} has {rec_end - pos} bytes left over")
+        append(new(R, (base_offset + off_delta, append_time if append_time is not None else base_ts + ts_delta,
+                       key, value, headers)))
+    return out
+
+
+def decode_batches(buf: Any, *, verify_crc: bool = True, path: str | None = None, base: int = 0) -> Iterator[Record]:
+    """Records of every complete batch in buf, in order. A trailing partial batch is ignored
+    (a fetch response may end with one)."""
+    for pos, _h in iter_headers(buf):
+        yield from decode_batch(buf, pos, verify_crc=verify_crc, path=path, base=base)

@@ -1,0 +1,488 @@
+"""One segment of a partition: a `.log` file of record batches and its two sparse indexes.
+
+Files, all named by the segment's base offset (20 digits, zero padded):
+    <base>.log        RecordBatch v2 batches, back to back (layout in records.py)
+    <base>.index      offset index (layout in index.py)
+    <base>.timeindex  time index (layout in index.py)
+
+Invariants:
+- `size` is the end of the last complete batch written; bytes are only ever appended at `size`
+  (or the file is truncated to a batch boundary by recovery or truncation).
+- Every batch's offsets lie in [base_offset, next_offset); batches are in offset order.
+- An index entry is added after each `index.interval.bytes` of log, pointing at a batch start.
+- A sealed segment (not the active one) opens no file until it is read, and its indexes are
+  trimmed; only the active segment holds writable, preallocated indexes.
+
+Costs: `append` O(1) plus the write; `find_position` O(log n) index search plus a scan of at most
+`index.interval.bytes` of batch headers; `recover` O(size), reading headers and CRCs only.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+from . import records as R
+from .errors import CorruptRecordError, KafkaStorageError
+from .index import OffsetIndex, TimeIndex, read_last_time_entry
+
+LOG_SUFFIX = ".log"
+INDEX_SUFFIX = ".index"
+TIMEINDEX_SUFFIX = ".timeindex"
+DELETED_SUFFIX = ".deleted"
+CLEANED_SUFFIX = ".cleaned"
+SWAP_SUFFIX = ".swap"
+
+_SCAN_CHUNK = 64 * 1024
+_RECOVER_CHUNK = 8 * 1024 * 1024
+
+
+def segment_name(base_offset: int) -> str:
+    return f"{base_offset:020d}"
+
+
+@dataclass(frozen=True)
+class FileSlice:
+    """A region of a segment file: what a fetch sends. `size` 0 means no data."""
+
+    fd: int
+    position: int
+    size: int
+    path: str = ""
+
+    def read(self) -> bytes:
+        return pread_full(self.fd, self.size, self.position) if self.size else b""
+
+
+def pread_full(fd: int, n: int, pos: int) -> bytes:
+    data = os.pread(fd, n, pos)
+    if len(data) == n or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < n:
+        more = os.pread(fd, n - got, pos + got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+class LogSegment:
+    """A `.log` file plus its indexes. Mutating calls are made under the owning Log's lock."""
+
+    def __init__(self, directory: str, base_offset: int, *, index_interval_bytes: int = 4096,
+                 max_index_bytes: int = 10 * 1024 * 1024, active: bool = False, create: bool = False,
+                 suffix: str = ""):
+        self.dir = directory
+        self.base_offset = base_offset
+        self.suffix = suffix
+        name = os.path.join(directory, segment_name(base_offset))
+        self.log_path = name + LOG_SUFFIX + suffix
+        self.index = OffsetIndex(name + INDEX_SUFFIX + suffix, base_offset, max_index_bytes, writable=active)
+        self.time_index = TimeIndex(name + TIMEINDEX_SUFFIX + suffix, base_offset, max_index_bytes,
+                                    writable=active)
+        self.index_interval_bytes = index_interval_bytes
+        self.active = active
+        self._fd: int | None = None
+        self._fd_lock = threading.Lock()
+        if create:
+            fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            self._fd = fd
+            self.size = 0
+        else:
+            self.size = os.path.getsize(self.log_path)
+        self.bytes_since_last_index = 0
+        self._next_offset: int | None = base_offset if create else None
+        self._max_ts: int | None = -1 if create else None
+        self._offset_of_max_ts: int = base_offset
+        self._rolling_ts: int | None = None
+        self.created_ms = int(time.time() * 1000)
+        self.closed = False
+
+    # -- files -----------------------------------------------------------------------------
+    @property
+    def fd(self) -> int:
+        fd = self._fd
+        if fd is None:
+            with self._fd_lock:
+                if self._fd is None:
+                    self._fd = os.open(self.log_path, os.O_RDWR)
+                fd = self._fd
+        return fd
+
+    def pread(self, n: int, pos: int) -> bytes:
+        return pread_full(self.fd, n, pos)
+
+    # -- derived state (lazy for sealed segments) -------------------------------------------
+    @property
+    def next_offset(self) -> int:
+        """One past the last offset in this segment (base offset when empty)."""
+        if self._next_offset is None:
+            self._load_tail()
+        return self._next_offset  # type: ignore[return-value]
+
+    @property
+    def max_timestamp(self) -> int:
+        """Largest batch maxTimestamp in the segment, -1 when empty or unknown."""
+        if self._max_ts is None:
+            if not self.active:
+                e = read_last_time_entry(self.time_index.path)
+                if e is not None and e[0] >= 0:
+                    self._max_ts = e[0]
+                    self._offset_of_max_ts = self.base_offset + e[1]
+                    return e[0]
+            self._load_tail()
+        return self._max_ts  # type: ignore[return-value]
+
+    @property
+    def rolling_timestamp(self) -> int:
+        """The time segment.ms counts from: the first batch's max timestamp, else creation."""
+        if self._rolling_ts is None:
+            if self.size >= R.HEADER_SIZE:
+                h = R.read_header(self.pread(R.HEADER_SIZE, 0))
+                self._rolling_ts = h.max_timestamp if h.max_timestamp >= 0 else self.created_ms
+            else:
+                return self.created_ms
+        return self._rolling_ts
+
+    def _load_tail(self) -> None:
+        """Find the last batch by scanning headers from the last index entry."""
+        _, pos = self.index.last_entry()
+        if pos >= self.size:
+            pos = 0
+        last_end = self.base_offset
+        max_ts = -1
+        max_off = self.base_offset
+        for _p, h in self._iter_headers_from(pos):
+            last_end = h.last_offset + 1
+            if h.max_timestamp > max_ts:
+                max_ts, max_off = h.max_timestamp, h.last_offset
+        te = self.time_index.last_entry()
+        if te[0] > max_ts:
+            max_ts, max_off = te
+        self._next_offset = last_end
+        if self._max_ts is None or max_ts > self._max_ts:
+            self._max_ts = max_ts
+            self._offset_of_max_ts = max_off
+
+    def _iter_headers_from(self, pos: int, end: int | None = None) -> Iterator[tuple[int, R.BatchHeader]]:
+        """(position, header) of each batch from `pos` to `end`, reading in chunks."""
+        if end is None:
+            end = self.size
+        while pos + R.HEADER_SIZE <= end:
+            chunk = self.pread(min(_SCAN_CHUNK, end - pos), pos)
+            advanced = False
+            for p, h in R.iter_headers(chunk):
+                yield pos + p, h
+                advanced = True
+                last = pos + p + h.batch_length + R.LOG_OVERHEAD
+            if not advanced:
+                h = R.read_header(self.pread(R.HEADER_SIZE, pos))
+                if h.batch_length < R.HEADER_SIZE - R.LOG_OVERHEAD or pos + h.size > end:
+                    return
+                yield pos, h
+                pos += h.size
+            else:
+                pos = last
+
+    # -- append ----------------------------------------------------------------------------
+    def append(self, data: bytes | bytearray | memoryview, batches: list[tuple[int, int, int]]) -> None:
+        """Append whole batches. `batches` lists (position within data, last offset, max timestamp)
+        of each batch in `data`, in order."""
+        pos = self.size
+        mv = memoryview(data)
+        written = 0
+        try:
+            while written < len(mv):
+                written += os.pwrite(self.fd, mv[written:], pos + written)
+        except OSError as e:
+            # leave nothing half-written visible: cut back to the last whole batch
+            try:
+                os.ftruncate(self.fd, pos)
+            except OSError:
+                pass
+            raise KafkaStorageError(f"cannot append to {self.log_path} at position {pos}: {e.strerror}") from e
+        max_ts = self._max_ts if self._max_ts is not None else self.max_timestamp
+        for rel, last_offset, ts in batches:
+            if ts > max_ts:
+                max_ts = ts
+                self._offset_of_max_ts = last_offset
+            if self.bytes_since_last_index > self.index_interval_bytes:
+                self.index.append(last_offset, pos + rel)
+                self.time_index.append(max_ts, self._offset_of_max_ts)
+                self.bytes_since_last_index = 0
+        self.bytes_since_last_index += len(mv)
+        self._max_ts = max_ts
+        if self._rolling_ts is None and pos == 0 and batches:
+            self._rolling_ts = batches[0][2] if batches[0][2] >= 0 else self.created_ms
+        self._next_offset = batches[-1][1] + 1
+        self.size = pos + len(mv)
+
+    # -- read ------------------------------------------------------------------------------
+    def find_position(self, offset: int, max_position: int | None = None) -> tuple[int, R.BatchHeader] | None:
+        """(position, header) of the first batch whose last offset >= `offset`, or None."""
+        end = self.size if max_position is None else max_position
+        _, start = self.index.lookup(offset)
+        if start >= end:
+            start = 0
+        first = True
+        for p, h in self._iter_headers_from(start, end):
+            if first:
+                first = False
+                if h.magic != R.MAGIC or h.base_offset < self.base_offset or h.base_offset > offset and p != 0:
+                    if start != 0:
+                        # the index points somewhere that is not a batch of ours: scan from the top
+                        return self._find_by_scan(offset, end)
+            if h.base_offset + h.last_offset_delta >= offset:
+                return p, h
+        return None
+
+    def _find_by_scan(self, offset: int, end: int) -> tuple[int, R.BatchHeader] | None:
+        for p, h in self._iter_headers_from(0, end):
+            if h.base_offset + h.last_offset_delta >= offset:
+                return p, h
+        return None
+
+    def read_slice(self, offset: int, max_bytes: int, *, max_position: int | None = None,
+                   min_one: bool = True) -> FileSlice | None:
+        """The file region starting at the batch holding `offset`, at most `max_bytes` long (or one
+        whole batch if `min_one` and the first is larger). May end inside a batch, as Kafka's does.
+        None when the segment holds nothing at or after `offset`."""
+        end = self.size if max_position is None else max_position
+        found = self.find_position(offset, end)
+        if found is None:
+            return None
+        pos, h = found
+        limit = max(max_bytes, h.size) if min_one else max_bytes
+        return FileSlice(self.fd, pos, min(end - pos, limit), self.log_path)
+
+    def iter_batches(self, position: int = 0, end: int | None = None) -> Iterator[tuple[int, R.BatchHeader, bytes]]:
+        """(position, header, batch bytes) of each whole batch from `position`."""
+        if end is None:
+            end = self.size
+        pos = position
+        while pos < end:
+            chunk = self.pread(min(max(_RECOVER_CHUNK, R.HEADER_SIZE), end - pos), pos)
+            got = False
+            mv = memoryview(chunk)
+            for p, h in R.iter_headers(chunk):
+                got = True
+                yield pos + p, h, mv[p:p + h.size]
+                nxt = pos + p + h.size
+            if not got:
+                h = R.read_header(self.pread(R.HEADER_SIZE, pos)) if end - pos >= R.HEADER_SIZE else None
+                if h is None or h.batch_length < R.HEADER_SIZE - R.LOG_OVERHEAD or pos + h.size > end:
+                    return
+                data = self.pread(h.size, pos)
+                yield pos, h, memoryview(data)
+                pos += h.size
+            else:
+                pos = nxt
+
+    # -- recovery --------------------------------------------------------------------------
+    def recover(self, max_message_bytes: int | None = None) -> tuple[int, str | None]:
+        """Rebuild both indexes from the log, validating every batch (size, magic, CRC), and cut
+        the log at the first invalid batch. Returns (bytes truncated, reason or None)."""
+        self.index.reset()
+        self.time_index.reset()
+        self.index.make_writable() if self.active else None
+        self.time_index.make_writable() if self.active else None
+        valid_end = 0
+        reason: str | None = None
+        self.bytes_since_last_index = 0
+        self._max_ts = -1
+        self._offset_of_max_ts = self.base_offset
+        next_offset = self.base_offset
+        pos = 0
+        size = os.fstat(self.fd).st_size
+        self.size = size
+        while pos < size:
+            chunk = self.pread(min(_RECOVER_CHUNK, size - pos), pos)
+            mv = memoryview(chunk)
+            p = 0
+            progressed = False
+            while p + R.HEADER_SIZE <= len(chunk):
+                h = R.read_header(chunk, p)
+                try:
+                    R.check_header(h, where=f" at position {pos + p} of {self.log_path}", position=pos + p,
+                                   path=self.log_path)
+                except Exception as e:
+                    reason = str(e)
+                    break
+                if p + h.size > len(chunk):
+                    if h.size > _RECOVER_CHUNK and pos + p + h.size <= size:
+                        # one batch bigger than the chunk: read it whole
+                        big = self.pread(h.size, pos + p)
+                        if R.crc32c(memoryview(big)[R.CRC_START:]) != h.crc:
+                            reason = f"CRC mismatch at position {pos + p} of {self.log_path}"
+                            break
+                        self._index_batch(pos + p, h)
+                        next_offset = h.last_offset + 1
+                        p += h.size
+                        progressed = True
+                    break
+                if R.crc32c(mv[p + R.CRC_START:p + h.size]) != h.crc:
+                    reason = f"CRC mismatch at position {pos + p} of {self.log_path}"
+                    break
+                if h.base_offset < next_offset or h.base_offset < self.base_offset:
+                    reason = (f"batch at position {pos + p} of {self.log_path} has offset {h.base_offset}, "
+                              f"expected at least {next_offset}")
+                    break
+                self._index_batch(pos + p, h)
+                next_offset = h.last_offset + 1
+                p += h.size
+                progressed = True
+            valid_end = pos + p
+            if reason is not None:
+                break
+            if not progressed:
+                if valid_end < size:
+                    reason = f"truncated batch at position {valid_end} of {self.log_path}"
+                break
+            pos = valid_end
+        if valid_end < size and reason is None:
+            reason = f"truncated batch at position {valid_end} of {self.log_path}"
+        truncated = size - valid_end
+        if truncated:
+            os.ftruncate(self.fd, valid_end)
+        self.size = valid_end
+        self._next_offset = next_offset
+        if not self.active:
+            self.index.trim()
+            self.time_index.trim()
+        return truncated, reason
+
+    def _index_batch(self, pos: int, h: R.BatchHeader) -> None:
+        if h.max_timestamp > self._max_ts:  # type: ignore[operator]
+            self._max_ts = h.max_timestamp
+            self._offset_of_max_ts = h.last_offset
+        if self.bytes_since_last_index > self.index_interval_bytes:
+            self.index.append(h.last_offset, pos)
+            self.time_index.append(self._max_ts, self._offset_of_max_ts)  # type: ignore[arg-type]
+            self.bytes_since_last_index = 0
+        self.bytes_since_last_index += h.size
+        if self._rolling_ts is None and pos == 0:
+            self._rolling_ts = h.max_timestamp if h.max_timestamp >= 0 else self.created_ms
+
+    def check_indexes(self) -> str | None:
+        """None when the indexes agree with the log, else what is wrong."""
+        problem = self.index.check(self.size) or self.time_index.check(max(self.next_offset - 1, self.base_offset))
+        if problem:
+            return problem
+        n = self.index.entries
+        if n:
+            off, pos = self.index.last_entry()
+            h = R.read_header(self.pread(R.HEADER_SIZE, pos))
+            if h.magic != R.MAGIC or h.last_offset != off:
+                return f"offset index {self.index.path} entry for offset {off} does not point at its batch"
+        return None
+
+    # -- truncation ------------------------------------------------------------------------
+    def truncate_to(self, offset: int) -> int:
+        """Remove every batch whose last offset >= `offset`. Returns bytes removed."""
+        found = self.find_position(offset)
+        if found is None:
+            return 0
+        pos, h = found
+        if h.base_offset < offset:
+            pos += h.size  # keep the batch holding `offset - 1`
+            found2 = self.find_position(h.last_offset + 1)
+            if found2 is None:
+                return 0
+            pos = found2[0]
+        removed = self.size - pos
+        self.index.truncate_to_offset(offset)
+        self.time_index.truncate_to_offset(offset)
+        os.ftruncate(self.fd, pos)
+        self.size = pos
+        self._next_offset = None
+        self._max_ts = None
+        if pos == 0:
+            self._rolling_ts = None
+        self._load_tail()
+        self.bytes_since_last_index = 0
+        return removed
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def flush(self) -> None:
+        try:
+            if self._fd is not None:
+                os.fdatasync(self._fd)
+            self.index.flush()
+            self.time_index.flush()
+        except OSError as e:
+            raise KafkaStorageError(f"cannot flush {self.log_path}: {e.strerror}") from e
+
+    def seal(self) -> None:
+        """Turn the active segment into a sealed one: trim indexes, fsync everything."""
+        if self._fd is not None:
+            os.fdatasync(self._fd)
+        self.index.trim()
+        self.time_index.trim()
+        for p in (self.index.path, self.time_index.path):
+            if os.path.exists(p):
+                fd = os.open(p, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        self.active = False
+
+    def activate(self) -> None:
+        """Make this (last) segment the active one: writable, preallocated indexes."""
+        if not self.active:
+            self.active = True
+            self.index.make_writable()
+            self.time_index.make_writable()
+            self._load_tail()
+            # count bytes since the last index entry, so index spacing continues as it was
+            _, pos = self.index.last_entry()
+            self.bytes_since_last_index = self.size - pos if self.index.entries else self.size
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.active:
+            self.index.trim()
+            self.time_index.trim()
+        else:
+            self.index.close()
+            self.time_index.close()
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            finally:
+                self._fd = None
+
+    def paths(self) -> list[str]:
+        return [self.log_path, self.index.path, self.time_index.path]
+
+    def rename_suffix(self, new_suffix: str) -> None:
+        """Rename all three files (e.g. to `.deleted`); open descriptors stay valid."""
+        name = os.path.join(self.dir, segment_name(self.base_offset))
+        for old, ext in ((self.log_path, LOG_SUFFIX), (self.index.path, INDEX_SUFFIX),
+                         (self.time_index.path, TIMEINDEX_SUFFIX)):
+            new = name + ext + new_suffix
+            if os.path.exists(old):
+                os.replace(old, new)
+        self.suffix = new_suffix
+        self.log_path = name + LOG_SUFFIX + new_suffix
+        self.index.path = name + INDEX_SUFFIX + new_suffix
+        self.time_index.path = name + TIMEINDEX_SUFFIX + new_suffix
+
+    def delete_files(self) -> None:
+        self.close()
+        for p in self.paths():
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+
+    def __repr__(self) -> str:
+        return f"LogSegment({self.log_path}, size={self.size})"
