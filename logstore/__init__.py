@@ -30,3 +30,7 @@ __all__ = [
     "LogConfig", "StoreConfig", "TOPIC_CONFIGS", "Record", "BatchHeader", "build_batch", "decode_batch",
     "decode_batches", "iter_headers", "validate_topic_name", "errors", "records", *_errors_all,
 ]
+from .groups import GroupOffsetStore, OffsetAndMetadata, OFFSETS_TOPIC, partition_for_group  # noqa: E402,F401
+__all__ += ["GroupOffsetStore", "OffsetAndMetadata", "OFFSETS_TOPIC", "partition_for_group"]  # issue 6
+from .client import Consumer, ConsumerRecord, DefaultPartitioner, Producer, RecordMetadata, murmur2  # noqa: E402,F401
+__all__ += ["Producer", "Consumer", "ConsumerRecord", "RecordMetadata", "DefaultPartitioner", "murmur2"]  # issue 7

@@ -122,10 +122,12 @@ class Log:
                 bases.add(int(stem))
         for base in swaps:
             self._complete_swap(base, bases)
-        # orphan indexes (no .log) are removed; missing indexes are rebuilt below
+        # orphan indexes (no .log) are removed; missing indexes are rebuilt below. A `.swap` index
+        # without its `.swap` log is from a swap that never began (the log is renamed last).
         for fname in os.listdir(self.dir):
             stem, _, rest = fname.partition(".")
-            if stem.isdigit() and rest in ("index", "timeindex") and int(stem) not in bases:
+            if stem.isdigit() and (rest in ("index", "timeindex") and int(stem) not in bases
+                                   or rest in ("index" + SWAP_SUFFIX, "timeindex" + SWAP_SUFFIX)):
                 os.unlink(os.path.join(self.dir, fname))
         for base in sorted(bases):
             seg = LogSegment(self.dir, base, index_interval_bytes=cfg.index_interval_bytes,
@@ -151,7 +153,10 @@ class Log:
     def _complete_swap(self, base: int, bases: set[int]) -> None:
         """Finish a cleaning that was renamed to `.swap`: the swap segment replaces the live
         segments it covers. The `.swap` rename happens only once the cleaned segment is fully
-        written and fsynced, so finishing it is always safe."""
+        written and fsynced, so finishing it is always safe. A cleaned segment ends exactly where
+        the segments it replaces ended (cleaner.py keeps their last batch, empty if need be), so
+        [base, its next offset) is the set it replaces. Indexes are renamed before the log: a
+        `.log.swap` means the swap is unfinished (see `replace_segments`)."""
         seg = LogSegment(self.dir, base, suffix=SWAP_SUFFIX)
         end = seg.next_offset if seg.size else base
         seg.close()
@@ -162,7 +167,7 @@ class Log:
                 if os.path.exists(p):
                     os.unlink(p)
             bases.discard(b)
-        for ext in (LOG_SUFFIX, INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+        for ext in (INDEX_SUFFIX, TIMEINDEX_SUFFIX, LOG_SUFFIX):
             p = os.path.join(self.dir, f"{base:020d}{ext}{SWAP_SUFFIX}")
             if os.path.exists(p):
                 os.replace(p, p[: -len(SWAP_SUFFIX)])
@@ -585,6 +590,45 @@ class Log:
             if self._log_start_offset < first:
                 self._log_start_offset = first
         self.purge_deleted()
+
+    def replace_segments(self, cleaned: LogSegment, old: Sequence[LogSegment],
+                         step: Callable[[str], None] | None = None) -> LogSegment | None:
+        """Swap in `cleaned` (sealed, fsynced `<base>.*.cleaned` files, base = old[0]'s) for the
+        consecutive sealed segments `old` (Kafka's replaceSegments). Crash-safe by names alone:
+        `.cleaned` → `.swap` (indexes, then the log); old files → `.deleted`; `.swap` → live
+        (indexes, then the log); `_load` finishes or undoes each state. Returns the new live
+        segment, or None (cleaned files removed) if `old` left the segment table meanwhile.
+        `step(name)` is called after each file operation (crash tests stop there)."""
+        note = step or (lambda _name: None)
+        base = cleaned.base_offset
+        stem = os.path.join(self.dir, f"{base:020d}")
+        exts = (INDEX_SUFFIX, TIMEINDEX_SUFFIX, LOG_SUFFIX)
+        with self.lock:
+            if self.closed or not old or old[0].base_offset != base or old[-1] is self.segments.peekitem(-1)[1] \
+                    or any(self.segments.get(s.base_offset) is not s for s in old):
+                cleaned.delete_files()
+                return None
+            cleaned.close()
+            for ext in exts:
+                os.replace(stem + ext + CLEANED_SUFFIX, stem + ext + SWAP_SUFFIX)
+                note("swap" + ext)
+            fsync_dir(self.dir)
+            due = time.monotonic() + self.config.file_delete_delay_ms / 1000
+            for seg in old:
+                del self.segments[seg.base_offset]
+                seg.rename_suffix(DELETED_SUFFIX)
+                self._pending_deletes.append((due, seg))
+                note(f"deleted:{seg.base_offset}")
+            for ext in exts:
+                os.replace(stem + ext + SWAP_SUFFIX, stem + ext)
+                note("live" + ext)
+            fsync_dir(self.dir)
+            cfg = self.config
+            new = LogSegment(self.dir, base, index_interval_bytes=cfg.index_interval_bytes,
+                             max_index_bytes=cfg.segment_index_bytes)
+            self.segments[base] = new
+        self.purge_deleted()
+        return new
 
     def purge_deleted(self, force: bool = False) -> int:
         """Remove `.deleted` files whose delay has passed. Returns how many segments went."""

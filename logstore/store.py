@@ -440,6 +440,16 @@ class LogStore:
         self.checkpoint_start_offsets()
         return lso
 
+    def run_retention(self, now_ms: int | None = None) -> Any:
+        """One retention pass over every partition now (retention.py); returns a RetentionResult."""
+        from . import retention
+        return retention.run_retention(self, now_ms)
+
+    def run_cleaner(self, now_ms: int | None = None) -> list:
+        """Compact every partition that needs it now (cleaner.py); returns the passes' CleanerStats."""
+        self._check_open()
+        return self.log_cleaner.run(now_ms)
+
     # -- background work ------------------------------------------------------------------------
     def add_periodic(self, interval_s: float, fn: Callable[[], Any]) -> None:
         """Run `fn()` on the background thread every `interval_s` seconds."""
@@ -505,6 +515,9 @@ class LogStore:
             self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
+        cleaner = getattr(self, "log_cleaner", None)
+        if cleaner is not None:
+            cleaner.shutdown()  # its own thread (cleaner.py); an unfinished cleaning is dropped
         with self._lock:
             logs = list(self._logs.items()) + [((METADATA_TOPIC, 0), self._meta_log)]
             for _k, lg in logs:

@@ -1,0 +1,28 @@
+"""Consumer groups: the classic group protocol state machine and committed offsets.
+
+Modules: group (one group's state and its pure helpers), coordinator (`GroupCoordinator`: the
+protocol on an asyncio loop, timers, persistence), errors (the Kafka error codes it answers).
+The `__consumer_offsets` record schemas (OffsetCommitKey/Value, GroupMetadataKey/Value) and the
+offsets store live in `logstore/groups.py`, since the embedded consumer writes the same records
+without a broker; they are re-exported here.
+"""
+
+from __future__ import annotations
+
+from logstore.groups import (OFFSETS_TOPIC, GroupMetadataKey, GroupMetadataValue, GroupOffsetStore, MemberMetadata,
+                             OffsetAndMetadata, OffsetCommitKey, decode_group_value, decode_key, decode_offset_value,
+                             encode_group_key, encode_group_value, encode_offset_key, encode_offset_value,
+                             partition_for_group)
+
+from . import errors
+from .coordinator import CoordinatorConfig, GroupCoordinator
+from .group import (Group, GroupDescription, GroupState, JoinResult, Member, MemberDescription, SyncResult,
+                    parse_subscription_topics)
+
+__all__ = [
+    "GroupCoordinator", "CoordinatorConfig", "Group", "GroupState", "Member", "JoinResult", "SyncResult",
+    "GroupDescription", "MemberDescription", "parse_subscription_topics", "errors", "OFFSETS_TOPIC",
+    "GroupOffsetStore", "OffsetAndMetadata", "OffsetCommitKey", "GroupMetadataKey", "GroupMetadataValue",
+    "MemberMetadata", "partition_for_group", "encode_offset_key", "encode_group_key", "decode_key",
+    "encode_offset_value", "decode_offset_value", "encode_group_value", "decode_group_value",
+]

@@ -1,0 +1,437 @@
+"""Embedded producer and consumer with Apache Kafka's client semantics, over a `LogStore`.
+
+`Producer(store).send(topic, value, key=...)` places records exactly as Kafka's Java producer
+does: a keyed record goes to `toPositive(murmur2(key)) % partitions` (so the same key lands in the
+same partition as with a real Kafka client and this store's broker), a record without a key goes
+to a "sticky" partition that changes once a batch's worth of bytes went to it (KIP-480). Records
+are buffered per partition and appended as one RecordBatch when `batch_size` bytes gather or on
+`flush()`; `send` returns a `FutureRecordMetadata` whose `get()` flushes if needed.
+
+`Consumer(store, topics, group_id=...)` reads every partition of its topics in offset order. With
+a `group_id`, `commit()` stores positions in `__consumer_offsets` in Kafka's record format (via
+`logstore.groups.GroupOffsetStore`), so an embedded consumer and a Kafka client talking to this
+store's broker share committed offsets; a new Consumer resumes from them. Without a committed
+offset, `auto_offset_reset` ("latest" | "earliest" | "none") decides, as in Kafka. There is no
+group membership here: an embedded consumer is assigned all partitions of its topics.
+
+Invariants: position(tp) is the next offset poll returns for tp; commit() without arguments
+commits every position; a position below the log start offset (retention) is reset by
+`auto_offset_reset`. Costs: send O(1) amortised, one batch encode per `batch_size` bytes; poll
+O(records returned) plus one read per partition with data.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import weakref
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
+
+from .errors import LogStoreError, OffsetOutOfRangeError, UnknownTopicOrPartitionError
+
+TopicPartition = tuple[str, int]
+Partitioner = Callable[[bytes | None, int], int]
+
+_M = 0x5BD1E995
+_SEED = 0x9747B28C
+_MASK = 0xFFFFFFFF
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's `Utils.murmur2`: 32-bit MurmurHash2, seed 0x9747b28c, as a signed int32."""
+    length = len(data)
+    h = (_SEED ^ length) & _MASK
+    n4 = length & ~3
+    for i in range(0, n4, 4):
+        k = data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) | (data[i + 3] << 24)
+        k = (k * _M) & _MASK
+        k ^= k >> 24
+        k = (k * _M) & _MASK
+        h = (h * _M) & _MASK
+        h ^= k
+    rest = length & 3
+    if rest == 3:
+        h ^= data[n4 + 2] << 16
+    if rest >= 2:
+        h ^= data[n4 + 1] << 8
+    if rest >= 1:
+        h ^= data[n4]
+        h = (h * _M) & _MASK
+    h ^= h >> 13
+    h = (h * _M) & _MASK
+    h ^= h >> 15
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def to_positive(n: int) -> int:
+    """Kafka's `Utils.toPositive`: clears the sign bit (not abs)."""
+    return n & 0x7FFFFFFF
+
+
+def partition_for_key(key: bytes, num_partitions: int) -> int:
+    """The partition Kafka's default partitioner picks for a non-null key."""
+    if num_partitions < 1:
+        raise ValueError(f"number of partitions must be positive, not {num_partitions}")
+    return to_positive(murmur2(key)) % num_partitions
+
+
+class DefaultPartitioner:
+    """Kafka's built-in partitioner: murmur2 of the key; sticky partitions for null keys, changed
+    after `batch_size` bytes went to the current one. `__call__(key, n)` picks for a record;
+    `on_append(topic, partition, nbytes)` tells it bytes went there."""
+
+    def __init__(self, batch_size: int = 16384, rng: random.Random | None = None):
+        self.batch_size = batch_size
+        self._rng = rng or random.Random()
+        self._sticky: dict[str, tuple[int, int]] = {}  # topic -> (partition, bytes produced to it)
+
+    def partition(self, topic: str, key: bytes | None, num_partitions: int) -> int:
+        if key is not None:
+            return partition_for_key(key, num_partitions)
+        cur = self._sticky.get(topic)
+        if cur is None or cur[0] >= num_partitions or cur[1] >= self.batch_size:
+            prev = cur[0] if cur else -1
+            p = self._rng.randrange(num_partitions)
+            if num_partitions > 1 and p == prev:
+                p = (p + 1 + self._rng.randrange(num_partitions - 1)) % num_partitions
+            self._sticky[topic] = (p, 0)
+            return p
+        return cur[0]
+
+    def on_append(self, topic: str, partition: int, nbytes: int) -> None:
+        cur = self._sticky.get(topic)
+        if cur is not None and cur[0] == partition:
+            self._sticky[topic] = (partition, cur[1] + nbytes)
+
+
+class RecordMetadata(NamedTuple):
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+
+
+class FutureRecordMetadata:
+    """The result of `Producer.send`; `get()` flushes the record's batch if it is still buffered."""
+
+    __slots__ = ("_producer", "topic", "partition", "timestamp", "_offset", "_error")
+
+    def __init__(self, producer: "Producer", topic: str, partition: int, timestamp: int):
+        self._producer = producer
+        self.topic = topic
+        self.partition = partition
+        self.timestamp = timestamp
+        self._offset: int | None = None
+        self._error: BaseException | None = None
+
+    def done(self) -> bool:
+        return self._offset is not None or self._error is not None
+
+    def get(self, timeout: float | None = None) -> RecordMetadata:
+        if not self.done():
+            self._producer.flush()
+        if self._error is not None:
+            raise self._error
+        return RecordMetadata(self.topic, self.partition, self._offset, self.timestamp)  # type: ignore[arg-type]
+
+
+def _to_bytes(v: Any, what: str) -> bytes | None:
+    if v is None or isinstance(v, bytes):
+        return v
+    if isinstance(v, str):
+        return v.encode()
+    if isinstance(v, (bytearray, memoryview)):
+        return bytes(v)
+    raise TypeError(f"{what} must be bytes, str or None, not {type(v).__name__}")
+
+
+class Producer:
+    """Buffers records per partition and appends them to `store` as record batches.
+    Thread-safe. Use as a context manager or call `close()` to flush what is buffered."""
+
+    def __init__(self, store: Any, *, partitioner: Partitioner | DefaultPartitioner | None = None,
+                 batch_size: int = 16384, compression_type: str = "none", linger_ms: float = 0):
+        self.store = store
+        self.batch_size = batch_size
+        self.compression_type = compression_type
+        self.linger_ms = linger_ms
+        self._default = partitioner if isinstance(partitioner, DefaultPartitioner) else DefaultPartitioner(batch_size)
+        self._custom = partitioner if partitioner is not None and not isinstance(partitioner, DefaultPartitioner) else None
+        self._lock = threading.RLock()
+        # (topic, partition) -> [records, futures, bytes]
+        self._pending: dict[TopicPartition, list[Any]] = {}
+        self._closed = False
+
+    def partitions_for(self, topic: str) -> int:
+        return self.store.topic(topic).partitions
+
+    def send(self, topic: str, value: Any = None, key: Any = None, headers: Sequence[tuple[str, Any]] | None = None,
+             partition: int | None = None, timestamp: int | None = None) -> FutureRecordMetadata:
+        """Buffer one record; returns its future. Raises UnknownTopicOrPartitionError at once for
+        an unknown topic or partition."""
+        if self._closed:
+            raise LogStoreError("producer is closed")
+        k = _to_bytes(key, "key")
+        v = _to_bytes(value, "value")
+        hdrs = [(str(hk), _to_bytes(hv, f"header {hk!r}")) for hk, hv in (headers or ())]
+        n = self.partitions_for(topic)
+        if partition is None:
+            if self._custom is not None:
+                partition = int(self._custom(k, n))
+            else:
+                partition = self._default.partition(topic, k, n)
+        if not 0 <= partition < n:
+            raise UnknownTopicOrPartitionError(f"topic {topic!r} has no partition {partition} (it has {n})")
+        ts = int(time.time() * 1000) if timestamp is None else int(timestamp)
+        size = (len(k) if k else 0) + (len(v) if v else 0) + sum(len(a) + len(b or b"") for a, b in hdrs) + 16
+        fut = FutureRecordMetadata(self, topic, partition, ts)
+        with self._lock:
+            entry = self._pending.setdefault((topic, partition), [[], [], 0])
+            entry[0].append((k, v, hdrs, ts))
+            entry[1].append(fut)
+            entry[2] += size
+            full = entry[2] >= self.batch_size
+        if k is None and self._custom is None:
+            self._default.on_append(topic, partition, size)
+        if full or self.linger_ms <= 0 and self.batch_size <= 0:
+            self._drain((topic, partition))
+        return fut
+
+    def _drain(self, tp: TopicPartition) -> None:
+        with self._lock:
+            entry = self._pending.pop(tp, None)
+            if not entry:
+                return
+            records, futures, _ = entry
+            try:
+                first = self.store.partition(*tp).append(records, compression=self.compression_type)
+            except BaseException as e:
+                for f in futures:
+                    f._error = e
+                raise
+            for i, f in enumerate(futures):
+                f._offset = first + i
+
+    def flush(self) -> None:
+        """Append every buffered record (visible to readers on return; durable per the topic's
+        flush policy, or after `store.flush()`)."""
+        with self._lock:
+            tps = list(self._pending)
+        for tp in tps:
+            self._drain(tp)
+
+    def close(self) -> None:
+        self.flush()
+        self._closed = True
+
+    def __enter__(self) -> "Producer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class ConsumerRecord(NamedTuple):
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: list
+
+
+_offset_stores: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+_offset_stores_lock = threading.Lock()
+
+
+def group_offsets(store: Any) -> Any:
+    """The one `GroupOffsetStore` of `store` (shared by every embedded consumer of it)."""
+    with _offset_stores_lock:
+        gos = _offset_stores.get(store)
+        if gos is None:
+            from .groups import GroupOffsetStore
+            gos = GroupOffsetStore(store)
+            _offset_stores[store] = gos
+        return gos
+
+
+class Consumer:
+    """Reads `topics` from `store`; see the module docstring. Not thread-safe (as Kafka's)."""
+
+    def __init__(self, store: Any, topics: str | Iterable[str], group_id: str | None = None, *,
+                 auto_offset_reset: str = "latest", enable_auto_commit: bool = False,
+                 max_poll_records: int = 500, fetch_max_bytes: int = 1 << 20,
+                 consumer_timeout_ms: float | None = None, offsets: Any = None):
+        if auto_offset_reset not in ("latest", "earliest", "none"):
+            raise ValueError(f"auto_offset_reset must be latest, earliest or none, not {auto_offset_reset!r}")
+        self.store = store
+        self.topics = [topics] if isinstance(topics, str) else list(topics)
+        for t in self.topics:
+            store.topic(t)  # unknown topic: fail now, naming it
+        self.group_id = group_id
+        self.auto_offset_reset = auto_offset_reset
+        self.enable_auto_commit = enable_auto_commit
+        self.max_poll_records = max_poll_records
+        self.fetch_max_bytes = fetch_max_bytes
+        self.consumer_timeout_ms = consumer_timeout_ms
+        self._offsets = offsets if offsets is not None else (group_offsets(store) if group_id else None)
+        self._positions: dict[TopicPartition, int] = {}
+        self._wake = threading.Event()
+        self._listening: list[Any] = []
+        self._rr = 0
+        self._closed = False
+        self._refresh_assignment()
+
+    # -- assignment and positions -----------------------------------------------------------
+    def assignment(self) -> list[TopicPartition]:
+        return sorted(self._positions)
+
+    def _refresh_assignment(self) -> None:
+        new = []
+        for t in self.topics:
+            n = self.store.topic(t).partitions
+            for p in range(n):
+                if (t, p) not in self._positions:
+                    new.append((t, p))
+        if not new:
+            return
+        committed = self._offsets.fetch(self.group_id, new) if self._offsets is not None else {}
+        for tp in new:
+            lg = self.store.partition(*tp)
+            lg.add_append_listener(self._on_append)
+            self._listening.append(lg)
+            om = committed.get(tp)
+            self._positions[tp] = om.offset if om is not None else self._reset_offset(tp)
+
+    def _reset_offset(self, tp: TopicPartition) -> int:
+        lg = self.store.partition(*tp)
+        if self.auto_offset_reset == "earliest":
+            return lg.log_start_offset
+        if self.auto_offset_reset == "latest":
+            return lg.log_end_offset
+        raise OffsetOutOfRangeError(f"no committed offset for {tp[0]}-{tp[1]} of group {self.group_id!r} "
+                                    "and auto_offset_reset is 'none'")
+
+    def _on_append(self, _log: Any) -> None:
+        self._wake.set()
+
+    def position(self, tp: TopicPartition) -> int:
+        """The offset of the next record poll returns for `tp`."""
+        try:
+            return self._positions[tuple(tp)]  # type: ignore[index]
+        except KeyError:
+            raise UnknownTopicOrPartitionError(f"{tp[0]}-{tp[1]} is not assigned to this consumer") from None
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        """Make the next poll of `tp` start at `offset`."""
+        self.position(tp)
+        if offset < 0:
+            raise ValueError(f"offset must be non-negative, not {offset}")
+        self._positions[tuple(tp)] = offset  # type: ignore[index]
+
+    def seek_to_beginning(self, *tps: TopicPartition) -> None:
+        for tp in tps or self.assignment():
+            self.seek(tp, self.store.partition(*tp).log_start_offset)
+
+    def seek_to_end(self, *tps: TopicPartition) -> None:
+        for tp in tps or self.assignment():
+            self.seek(tp, self.store.partition(*tp).log_end_offset)
+
+    def committed(self, tp: TopicPartition) -> int | None:
+        if self._offsets is None:
+            return None
+        return self._offsets.committed(self.group_id, tp[0], tp[1])
+
+    def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        """Commit `offsets` (default: every current position) for the group, as one batch."""
+        if self._offsets is None:
+            raise LogStoreError("commit needs a group_id")
+        self._offsets.commit(self.group_id, dict(self._positions) if offsets is None else dict(offsets))
+
+    # -- reading ---------------------------------------------------------------------------------
+    def poll(self, timeout: float = 0.0, max_records: int | None = None) -> list[ConsumerRecord]:
+        """Records from the current positions, up to `max_records`; waits up to `timeout`
+        seconds for an append when there is nothing to read."""
+        if self._closed:
+            raise LogStoreError("consumer is closed")
+        limit = max_records or self.max_poll_records
+        deadline = time.monotonic() + timeout
+        while True:
+            self._wake.clear()
+            self._refresh_assignment()
+            out = self._read(limit)
+            if out:
+                if self.enable_auto_commit and self._offsets is not None:
+                    self.commit()
+                return out
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return out
+            self._wake.wait(left)
+
+    def _read(self, limit: int) -> list[ConsumerRecord]:
+        out: list[ConsumerRecord] = []
+        tps = self.assignment()
+        if not tps:
+            return out
+        n = len(tps)
+        start = self._rr % n
+        self._rr += 1
+        for i in range(n):
+            if len(out) >= limit:
+                break
+            tp = tps[(start + i) % n]
+            lg = self.store.partition(*tp)
+            pos = self._positions[tp]
+            if pos == lg.log_end_offset:
+                continue
+            try:
+                recs = lg.read(pos, self.fetch_max_bytes, max_records=limit - len(out))
+            except OffsetOutOfRangeError:
+                # below the log start (retention, delete-records) or past the end: reset, as Kafka does
+                pos = self._positions[tp] = self._reset_offset(tp)
+                try:
+                    recs = lg.read(pos, self.fetch_max_bytes, max_records=limit - len(out))
+                except OffsetOutOfRangeError:
+                    continue
+            if not recs:
+                continue
+            t, p = tp
+            out.extend(ConsumerRecord(t, p, r.offset, r.timestamp, r.key, r.value, r.headers) for r in recs)
+            self._positions[tp] = recs[-1].offset + 1
+        return out
+
+    def __iter__(self) -> Iterator[ConsumerRecord]:
+        """Yields records as they come; stops after `consumer_timeout_ms` without one (never
+        when None) or when the consumer is closed."""
+        idle_since = time.monotonic()
+        while not self._closed:
+            recs = self.poll(timeout=0.5)
+            if recs:
+                idle_since = time.monotonic()
+                yield from recs
+            elif self.consumer_timeout_ms is not None and \
+                    (time.monotonic() - idle_since) * 1000 >= self.consumer_timeout_ms:
+                return
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        if self.enable_auto_commit and self._offsets is not None:
+            self.commit()
+        for lg in self._listening:
+            lg.remove_append_listener(self._on_append)
+        self._listening.clear()
+        self._closed = True
+
+    def __enter__(self) -> "Consumer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+__all__ = ["Producer", "Consumer", "ConsumerRecord", "RecordMetadata", "FutureRecordMetadata",
+           "DefaultPartitioner", "murmur2", "to_positive", "partition_for_key", "group_offsets"]

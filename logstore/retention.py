@@ -1,0 +1,156 @@
+"""Retention: deleting whole old segments of a partition (Apache Kafka's deleteOldSegments).
+
+Three rules, applied in this order to the sealed segments from the oldest on; each deletes a
+prefix of them and never the active segment:
+- start offset (every cleanup policy): a segment whose every offset is below the log start
+  offset (moved by delete-records) goes;
+- time (`cleanup.policy` has `delete`, `retention.ms` >= 0): a segment goes when
+  now - its largest record timestamp > `retention.ms` (its file's mtime if it has no timestamp);
+  the first segment too young stops the rule, as in Kafka;
+- size (`delete` policy, `retention.bytes` >= 0): the oldest segments go while the partition
+  would still hold at least `retention.bytes` without them.
+
+Deleted segments leave the segment table at once (`Log.delete_segments`), their files are renamed
+`.deleted` and removed after `file.delete.delay.ms`, so a reader already holding one finishes
+its read. The log start offset moves to the first remaining segment and the
+`log-start-offset-checkpoint` is rewritten (atomically) whenever a start offset moved.
+
+Runs every `log.retention.check.interval.ms` on the store's background thread, or on demand
+with `LogStore.run_retention()`. Reads the topic's current `LogConfig`, so config changes apply
+at the next run. Cost: O(segments) per partition; reads at most the tail of each candidate
+segment (its largest timestamp).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterable
+
+from .log import Log
+from .segment import LogSegment
+
+if TYPE_CHECKING:
+    from .store import LogStore
+
+logger = logging.getLogger("logstore.retention")
+
+
+@dataclass
+class RetentionResult:
+    """Segments deleted by one retention run, per reason, and the partitions whose start moved."""
+
+    by_time: int = 0
+    by_size: int = 0
+    by_start_offset: int = 0
+    bytes_deleted: int = 0
+    moved: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) → new start
+
+    @property
+    def segments_deleted(self) -> int:
+        return self.by_time + self.by_size + self.by_start_offset
+
+
+def largest_timestamp(seg: LogSegment) -> int:
+    """The largest record timestamp of a sealed segment; its file's mtime (ms) when it has none."""
+    seg.next_offset  # the tail scan corrects a time index that lacks the segment's last entry
+    ts = seg.max_timestamp
+    if ts < 0:
+        try:
+            ts = int(os.path.getmtime(seg.log_path) * 1000)
+        except OSError:
+            ts = -1
+    return ts
+
+
+def retention_victims(log: Log, now_ms: int) -> tuple[list[LogSegment], list[LogSegment], list[LogSegment]]:
+    """The segments retention would delete now: (below the start offset, too old, over size).
+    Sealed segments only, a prefix of the log, each segment in at most one list."""
+    cfg = log.config
+    with log.lock:
+        sealed = list(log.segments.values())[:-1]
+        lso = log.log_start_offset
+        total = log.size
+    by_start: list[LogSegment] = []
+    i = 0
+    while i < len(sealed) and sealed[i].next_offset <= lso:
+        by_start.append(sealed[i])
+        i += 1
+    remaining = total - sum(s.size for s in by_start)
+    by_time: list[LogSegment] = []
+    by_size: list[LogSegment] = []
+    if cfg.delete:
+        if cfg.retention_ms >= 0:
+            while i < len(sealed) and now_ms - largest_timestamp(sealed[i]) > cfg.retention_ms:
+                by_time.append(sealed[i])
+                remaining -= sealed[i].size
+                i += 1
+        if cfg.retention_bytes >= 0:
+            diff = remaining - cfg.retention_bytes
+            while i < len(sealed) and diff - sealed[i].size >= 0:
+                by_size.append(sealed[i])
+                diff -= sealed[i].size
+                i += 1
+    return by_start, by_time, by_size
+
+
+def apply_retention(log: Log, now_ms: int | None = None, result: RetentionResult | None = None) -> RetentionResult:
+    """Delete what `retention_victims` names from one partition."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    res = result if result is not None else RetentionResult()
+    if log.closed:
+        return res
+    by_start, by_time, by_size = retention_victims(log, now)
+    victims = by_start + by_time + by_size
+    if not victims:
+        return res
+    with log.lock:
+        # the table may have changed since we looked (a cleaner swap, a truncation): delete only
+        # segments still there, still a prefix, never the active one
+        current = list(log.segments.values())[:-1]
+        ok = []
+        for want, have in zip(victims, current):
+            if want is not have:
+                break
+            ok.append(want)
+        if not ok:
+            return res
+        before = log.log_start_offset
+        size = sum(s.size for s in ok)
+        log.delete_segments(ok)
+        after = log.log_start_offset
+    n = len(ok)
+    a = min(n, len(by_start))
+    b = min(n - a, len(by_time))
+    res.by_start_offset += a
+    res.by_time += b
+    res.by_size += n - a - b
+    res.bytes_deleted += size
+    if after != before:
+        res.moved[(log.topic, log.partition)] = after
+    logger.info("retention deleted %d segment(s) of %s (%d bytes); log start offset %d",
+                n, log.name, size, after)
+    return res
+
+
+def run_retention(store: "LogStore", now_ms: int | None = None, logs: Iterable[Log] | None = None) -> RetentionResult:
+    """One retention run over every partition of `store`; checkpoints moved start offsets."""
+    res = RetentionResult()
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    for log in (store.logs() if logs is None else logs):
+        try:
+            apply_retention(log, now, res)
+        except OSError as e:
+            if log.closed:
+                continue  # deleted topic
+            logger.error("retention of %s failed: %s", log.name, e)
+    if res.moved and not store.closed:
+        store.checkpoint_start_offsets()
+    return res
+
+
+def install(store: "LogStore") -> None:
+    """Run retention every `log.retention.check.interval.ms` on the store's background thread."""
+    store.add_periodic(store.config.retention_check_interval_ms / 1000, lambda: run_retention(store))

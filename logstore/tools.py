@@ -1,0 +1,504 @@
+"""Offline tools over log files: `dump-log` (kafka-dump-log.sh's output) and `verify` (a whole
+log dir integrity scan). Importable; `broker/cli.py` only prints what these yield.
+
+dump_files(paths, ...) yields `(stream, line)` pairs, stream "out" or "err", in the shape Kafka's
+DumpLogSegments prints:
+
+    Dumping <file>
+    Log starting offset: <base>                                           (.log only)
+    baseOffset: 0 lastOffset: 2 count: 3 baseSequence: -1 lastSequence: -1 producerId: -1
+      producerEpoch: -1 partitionLeaderEpoch: 0 isTransactional: false isControl: false
+      deleteHorizonMs: OptionalLong.empty position: 0 CreateTime: 1700000000000 size: 90
+      magic: 2 compresscodec: none crc: 123456 isvalid: true             (one line per batch)
+    | offset: 0 CreateTime: 1700000000000 keySize: 1 valueSize: 5 sequence: -1 headerKeys: []
+      key: k payload: hello                                    (per record, with --print-data-log)
+    Found <n> invalid bytes at the end of <name>                          (a torn or bad tail)
+    offset: <abs offset> position: <pos>                                  (.index, per entry)
+    timestamp: <ts> offset: <abs offset>                                  (.timeindex, per entry)
+
+verify_dir(path) scans every segment of every partition of a log dir without opening it as a
+store (no lock, nothing written), checking each batch's length, magic, CRC, record count and
+offset order, and each index against its log. It returns a `VerifyReport` listing every problem
+with its file and position. Cost: O(bytes of log) reads, one CRC pass; record bodies are decoded
+only for compressed-batch sanity when `deep=True`.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+from . import records as R
+from .errors import CorruptRecordError
+
+_CHUNK = 4 << 20
+_OFFSET_ENTRY = struct.Struct(">II")
+_TIME_ENTRY = struct.Struct(">qI")
+_CONTROL_TYPES = {0: "ABORT", 1: "COMMIT", 2: "LEADER_CHANGE", 3: "SNAPSHOT_HEADER", 4: "SNAPSHOT_FOOTER",
+                  5: "KRAFT_VERSION", 6: "KRAFT_VOTERS"}
+
+Line = tuple[str, str]  # ("out" | "err", text)
+
+
+def _bool(b: bool) -> str:
+    return "true" if b else "false"
+
+
+def _text(b: bytes | None) -> str:
+    return "" if b is None else bytes(b).decode("utf-8", "replace")
+
+
+@dataclass
+class _Batch:
+    position: int
+    header: R.BatchHeader
+    data: bytes
+    valid: bool
+
+
+def iter_file_batches(path: str, start: int = 0) -> Iterator[tuple[int, R.BatchHeader | None, bytes, str | None]]:
+    """(position, header, bytes, problem) of each batch of a `.log` file, read in chunks.
+
+    Ends with `(position, None, b"", reason)` when the file has a tail that is not a whole batch
+    (torn write, bad length), so callers can report it. CRC is not checked here.
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        pos = start
+        while pos < size:
+            f.seek(pos)
+            chunk = f.read(min(_CHUNK, size - pos))
+            advanced = False
+            for p, h in R.iter_headers(chunk):
+                advanced = True
+                yield pos + p, h, chunk[p:p + h.size], None
+                nxt = pos + p + h.size
+            if advanced:
+                pos = nxt
+                continue
+            # the next batch is larger than the chunk, or the tail is not a batch
+            if size - pos < R.HEADER_SIZE:
+                yield pos, None, b"", f"{size - pos} bytes at the end are shorter than a batch header"
+                return
+            h = R.read_header(chunk[:R.HEADER_SIZE] if len(chunk) >= R.HEADER_SIZE else f.read(R.HEADER_SIZE))
+            if h.batch_length < R.HEADER_SIZE - R.LOG_OVERHEAD:
+                yield pos, None, b"", f"batch length {h.batch_length} is smaller than a batch header"
+                return
+            if pos + h.size > size:
+                yield pos, None, b"", (f"batch of {h.size} bytes runs past the end of the file "
+                                       f"({size - pos} bytes left)")
+                return
+            f.seek(pos)
+            data = f.read(h.size)
+            yield pos, h, data, None
+            pos += h.size
+
+
+def _crc_ok(data: bytes, h: R.BatchHeader) -> bool:
+    return R.crc32c(memoryview(data)[R.CRC_START:h.size]) == h.crc
+
+
+def _batch_line(pos: int, h: R.BatchHeader, valid: bool) -> str:
+    ts_type = "LogAppendTime" if h.log_append_time else "CreateTime"
+    horizon = f"OptionalLong[{h.base_timestamp}]" if h.attributes & R.DELETE_HORIZON_BIT else "OptionalLong.empty"
+    codec = R.COMPRESSION_NAMES.get(h.compression, str(h.compression))
+    return (f"baseOffset: {h.base_offset} lastOffset: {h.last_offset} count: {h.record_count} "
+            f"baseSequence: {h.base_sequence} lastSequence: {h.last_sequence} producerId: {h.producer_id} "
+            f"producerEpoch: {h.producer_epoch} partitionLeaderEpoch: {h.leader_epoch} "
+            f"isTransactional: {_bool(h.is_transactional)} isControl: {_bool(h.is_control)} "
+            f"deleteHorizonMs: {horizon} position: {pos} {ts_type}: {h.max_timestamp} size: {h.size} "
+            f"magic: {h.magic} compresscodec: {codec} crc: {h.crc} isvalid: {_bool(valid)}")
+
+
+def _decode_any(data: bytes, h: R.BatchHeader, path: str, pos: int) -> list[R.Record]:
+    """Records of a batch, control batches included (decode_batch skips those)."""
+    if h.is_control:
+        body = bytes(data[R.HEADER_SIZE:h.size])
+        try:
+            return R._decode_records(body, h)  # control batches are never compressed
+        except (IndexError, ValueError) as e:
+            raise CorruptRecordError(f"malformed control records at position {pos} of {path}: {e}",
+                                     path=path, position=pos) from None
+    return R.decode_batch(data, 0, verify_crc=False, path=path, base=pos)
+
+
+def _record_line(rec: R.Record, h: R.BatchHeader, print_data: bool) -> str:
+    ts_type = "LogAppendTime" if h.log_append_time else "CreateTime"
+    delta = rec.offset - h.base_offset
+    seq = -1 if h.base_sequence < 0 else (h.base_sequence + delta) & 0x7FFFFFFF
+    ksize = -1 if rec.key is None else len(rec.key)
+    vsize = -1 if rec.value is None else len(rec.value)
+    keys = ",".join(k for k, _ in rec.headers)
+    line = (f"| offset: {rec.offset} {ts_type}: {rec.timestamp} keySize: {ksize} valueSize: {vsize} "
+            f"sequence: {seq} headerKeys: [{keys}]")
+    if h.is_control:
+        key = rec.key or b""
+        ctype = struct.unpack_from(">h", key, 2)[0] if len(key) >= 4 else -1
+        name = _CONTROL_TYPES.get(ctype)
+        if name in ("ABORT", "COMMIT") and rec.value is not None and len(rec.value) >= 6:
+            epoch = struct.unpack_from(">i", rec.value, 2)[0]
+            line += f" endTxnMarker: {name} coordinatorEpoch: {epoch}"
+        else:
+            line += f" controlType: {name or 'UNKNOWN'}({ctype})"
+    elif print_data:
+        if rec.key is not None:
+            line += f" key: {_text(rec.key)}"
+        if rec.value is not None:
+            line += f" payload: {_text(rec.value)}"
+    return line
+
+
+def dump_log(path: str, *, print_data_log: bool = False, deep_iteration: bool = False,
+             max_bytes: int | None = None) -> Iterator[Line]:
+    """Kafka's DumpLogSegments output for one `.log` file."""
+    name = os.path.basename(path)
+    stem = name.split(".")[0]
+    if stem.isdigit():
+        yield "out", f"Log starting offset: {int(stem)}"
+    deep = deep_iteration or print_data_log
+    valid_bytes = 0
+    last_offset = -1
+    gaps: list[tuple[int, int]] = []
+    size = os.path.getsize(path)
+    limit = size if max_bytes is None else min(size, max_bytes)
+    for pos, h, data, problem in iter_file_batches(path):
+        if problem is not None or h is None:
+            break
+        if pos + h.size > limit:
+            break
+        try:
+            R.check_header(h, position=pos, path=path)
+            structural = True
+        except CorruptRecordError:
+            structural = False
+        valid = structural and _crc_ok(data, h)
+        yield "out", _batch_line(pos, h, valid)
+        if deep:
+            try:
+                recs = _decode_any(data, h, path, pos) if structural else []
+            except CorruptRecordError as e:
+                yield "err", f"Cannot read records of the batch at position {pos}: {e}"
+                recs = []
+            for rec in recs:
+                if last_offset != -1 and rec.offset != last_offset + 1:
+                    gaps.append((last_offset, rec.offset))
+                last_offset = rec.offset
+                yield "out", _record_line(rec, h, print_data_log)
+        valid_bytes += h.size
+    trailing = size - valid_bytes
+    if trailing > 0 and max_bytes is None:
+        yield "out", f"Found {trailing} invalid bytes at the end of {name}"
+    if gaps:
+        yield "err", f"Non-consecutive offsets in {os.path.abspath(path)}"
+        for a, b in gaps:
+            yield "err", f"  {a} is followed by {b}"
+
+
+def _read_entries(path: str, entry: struct.Struct) -> list[tuple[int, int]]:
+    with open(path, "rb") as f:
+        data = f.read()
+    n = len(data) // entry.size
+    return [entry.unpack_from(data, i * entry.size) for i in range(n)]
+
+
+def _batch_at(log_path: str, position: int) -> R.BatchHeader | None:
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(position)
+            b = f.read(R.HEADER_SIZE)
+    except FileNotFoundError:
+        return None
+    if len(b) < R.HEADER_SIZE:
+        return None
+    return R.read_header(b)
+
+
+def dump_index(path: str, *, verify_only: bool = False) -> Iterator[Line]:
+    """Kafka's dump of an offset index: `offset: N position: P` per entry, then mismatches
+    against the log (index offset vs the last offset of the batch at that position) on stderr."""
+    name = os.path.basename(path)
+    stem = name.split(".")[0]
+    base = int(stem) if stem.isdigit() else 0
+    log_path = os.path.join(os.path.dirname(os.path.abspath(path)), stem + ".log")
+    entries = _read_entries(path, _OFFSET_ENTRY)
+    if not entries:
+        yield "out", f"{path} is empty."
+        return
+    mismatches: list[tuple[int, int]] = []
+    for i, (rel, pos) in enumerate(entries):
+        off = base + rel
+        if rel == 0 and i > 0:
+            break  # the zero-filled preallocated tail
+        h = _batch_at(log_path, pos)
+        log_off = h.last_offset if h is not None else -1
+        if log_off != off:
+            mismatches.append((off, log_off))
+        if not verify_only:
+            yield "out", f"offset: {off} position: {pos}"
+    if mismatches:
+        yield "err", f"Mismatches in :{os.path.abspath(path)}"
+        for a, b in mismatches:
+            yield "err", f"  Index offset: {a}, log offset: {b}"
+
+
+def dump_time_index(path: str, *, verify_only: bool = False) -> Iterator[Line]:
+    """Kafka's dump of a time index: `timestamp: T offset: O` per entry, then what disagrees with
+    the log on stderr."""
+    name = os.path.basename(path)
+    stem = name.split(".")[0]
+    base = int(stem) if stem.isdigit() else 0
+    d = os.path.dirname(os.path.abspath(path))
+    log_path = os.path.join(d, stem + ".log")
+    entries = _read_entries(path, _TIME_ENTRY)
+    ts_mismatch: list[tuple[int, int]] = []
+    out_of_order: list[tuple[int, int]] = []
+    not_found: list[tuple[int, int]] = []
+    batches = [(p, h, data) for p, h, data, prob in iter_file_batches(log_path) if h is not None] \
+        if os.path.exists(log_path) else []
+    prev = -1
+    for i, (ts, rel) in enumerate(entries):
+        off = base + rel
+        if rel == 0 and i > 0:
+            break
+        found = next(((p, h, data) for p, h, data in batches if h.last_offset >= off), None)
+        if found is None:
+            not_found.append((off, -1))
+        elif found[1].last_offset != off:
+            not_found.append((off, found[1].last_offset))
+        else:
+            p, h, data = found
+            try:
+                mx = max((r.timestamp for r in _decode_any(data, h, log_path, p)), default=-1)
+            except CorruptRecordError:
+                mx = h.max_timestamp
+            if mx != ts:
+                ts_mismatch.append((ts, mx))
+            if prev >= ts:
+                out_of_order.append((ts, prev))
+        if not verify_only:
+            yield "out", f"timestamp: {ts} offset: {off}"
+        prev = ts
+    ap = os.path.abspath(path)
+    if ts_mismatch:
+        yield "err", f"Found timestamp mismatch in :{ap}"
+        for a, b in ts_mismatch:
+            yield "err", f"  Index timestamp: {a}, log timestamp: {b}"
+    if out_of_order:
+        yield "err", f"Found out of order timestamp in :{ap}"
+        for a, b in out_of_order:
+            yield "err", f"  Index timestamp: {a}, Previously indexed timestamp: {b}"
+    if not_found:
+        yield "err", "The following indexed offsets are not found in the log."
+        for a, b in not_found:
+            yield "err", f"Indexed offset: {a}, found log offset: {b}"
+
+
+def dump_files(paths: Iterable[str], *, print_data_log: bool = False, deep_iteration: bool = False,
+               verify_index_only: bool = False, max_bytes: int | None = None) -> Iterator[Line]:
+    """kafka-dump-log.sh over several files, dispatching on the suffix. A file that cannot be
+    read raises OSError naming it."""
+    for path in paths:
+        yield "out", f"Dumping {path}"
+        name = os.path.basename(path)
+        suffix = name[name.rfind("."):] if "." in name else ""
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no such file: {path}")
+        if suffix == ".log":
+            yield from dump_log(path, print_data_log=print_data_log, deep_iteration=deep_iteration,
+                                max_bytes=max_bytes)
+        elif suffix == ".index":
+            yield from dump_index(path, verify_only=verify_index_only)
+        elif suffix == ".timeindex":
+            yield from dump_time_index(path, verify_only=verify_index_only)
+        else:
+            yield "err", f"Ignoring unknown file {path}"
+
+
+# ---------------------------------------------------------------------------------------- verify
+
+@dataclass
+class Problem:
+    """One thing wrong: the file, the byte position in it (-1: the whole file), and what."""
+
+    path: str
+    position: int
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}" + (f" at position {self.position}" if self.position >= 0 else "")
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class PartitionSummary:
+    name: str
+    segments: int = 0
+    batches: int = 0
+    records: int = 0
+    bytes: int = 0
+    problems: int = 0
+    first_offset: int = -1
+    next_offset: int = -1
+
+
+@dataclass
+class VerifyReport:
+    path: str
+    partitions: list[PartitionSummary] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(p.bytes for p in self.partitions)
+
+    @property
+    def total_batches(self) -> int:
+        return sum(p.batches for p in self.partitions)
+
+
+def _partition_dirs(root: str) -> list[str]:
+    out = []
+    for name in sorted(os.listdir(root)):
+        full = os.path.join(root, name)
+        if not os.path.isdir(full) or name.endswith("-delete"):
+            continue
+        topic, sep, part = name.rpartition("-")
+        if sep and topic and part.isdigit():
+            out.append(full)
+    return out
+
+
+def _segment_files(d: str) -> list[tuple[int, str]]:
+    segs = []
+    for fname in os.listdir(d):
+        stem, _, rest = fname.partition(".")
+        if rest == "log" and stem.isdigit():
+            segs.append((int(stem), os.path.join(d, fname)))
+    return sorted(segs)
+
+
+def log_dir_size(root: str) -> int:
+    """Bytes of `.log` files under a log dir (what a verify scan reads)."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"log dir {root} does not exist")
+    return sum(os.path.getsize(p) for d in _partition_dirs(root) for _b, p in _segment_files(d))
+
+
+def _verify_index(seg_base: int, log_path: str, boundaries: dict[int, int], report: VerifyReport) -> int:
+    """Check the offset and time index beside a `.log` against the batches found in it
+    (`boundaries`: batch start position → last offset). Returns problems found."""
+    stem = log_path[:-len(".log")]
+    found = 0
+    ipath = stem + ".index"
+    if os.path.exists(ipath):
+        prev_rel, prev_pos = -1, -1
+        for i, (rel, pos) in enumerate(_read_entries(ipath, _OFFSET_ENTRY)):
+            if rel == 0 and pos == 0 and i > 0:
+                break  # preallocated zero tail of an active segment
+            if rel <= prev_rel or pos <= prev_pos:
+                report.problems.append(Problem(ipath, i * 8, f"entry {i} (offset {seg_base + rel}, position {pos}) "
+                                                            "is not after the previous entry"))
+                found += 1
+                break
+            last = boundaries.get(pos)
+            if last is None:
+                report.problems.append(Problem(ipath, i * 8, f"entry {i} points at position {pos} of {log_path}, "
+                                                            "which is not the start of a batch"))
+                found += 1
+            elif last != seg_base + rel:
+                report.problems.append(Problem(ipath, i * 8, f"entry {i} says offset {seg_base + rel} but the batch "
+                                                            f"at position {pos} ends at offset {last}"))
+                found += 1
+            prev_rel, prev_pos = rel, pos
+    tpath = stem + ".timeindex"
+    if os.path.exists(tpath):
+        prev_ts = -1
+        max_off = max(boundaries.values(), default=seg_base - 1)
+        for i, (ts, rel) in enumerate(_read_entries(tpath, _TIME_ENTRY)):
+            if ts == 0 and rel == 0 and i > 0:
+                break
+            if ts < prev_ts:
+                report.problems.append(Problem(tpath, i * 12, f"entry {i} timestamp {ts} is before the previous "
+                                                             f"entry's {prev_ts}"))
+                found += 1
+                break
+            if seg_base + rel > max_off:
+                report.problems.append(Problem(tpath, i * 12, f"entry {i} offset {seg_base + rel} is past the "
+                                                             f"last offset {max_off} of {log_path}"))
+                found += 1
+                break
+            prev_ts = ts
+    return found
+
+
+def verify_dir(root: str, *, deep: bool = False,
+               progress: Callable[[int], None] | None = None) -> VerifyReport:
+    """Scan every partition of the log dir `root` (read-only, no lock). `progress(n)` is called
+    with bytes scanned as the scan advances. `deep` also decodes every record (decompressing)."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"log dir {root} does not exist")
+    report = VerifyReport(os.path.abspath(root))
+    for d in _partition_dirs(root):
+        summary = PartitionSummary(os.path.basename(d))
+        report.partitions.append(summary)
+        expected_next: int | None = None
+        for base, log_path in _segment_files(d):
+            summary.segments += 1
+            boundaries: dict[int, int] = {}
+            seg_first = True
+            for pos, h, data, tail in iter_file_batches(log_path):
+                if h is None:
+                    report.problems.append(Problem(log_path, pos, f"incomplete or invalid tail: {tail}"))
+                    summary.problems += 1
+                    if progress:
+                        progress(os.path.getsize(log_path) - pos)
+                    break
+                if progress:
+                    progress(h.size)
+                summary.bytes += h.size
+                summary.batches += 1
+                problem = None
+                try:
+                    R.check_header(h, position=pos, path=log_path)
+                    if not _crc_ok(data, h):
+                        actual = R.crc32c(memoryview(data)[R.CRC_START:h.size])
+                        problem = f"CRC mismatch: stored {h.crc:#010x}, computed {actual:#010x}"
+                except CorruptRecordError as e:
+                    problem = str(e).split(" at position ")[0]
+                except Exception as e:  # UnsupportedForMessageFormatError and kin
+                    problem = str(e)
+                if problem is None and seg_first and h.base_offset < base:
+                    problem = f"batch base offset {h.base_offset} is below the segment's base offset {base}"
+                if problem is None and expected_next is not None and h.base_offset < expected_next:
+                    problem = (f"batch offsets {h.base_offset}..{h.last_offset} overlap the previous batch, "
+                               f"which ended at {expected_next - 1}")
+                if problem is None and deep:
+                    try:
+                        recs = _decode_any(data, h, log_path, pos)
+                        if not h.is_control and len(recs) != h.record_count:
+                            problem = f"header says {h.record_count} records, the batch holds {len(recs)}"
+                    except CorruptRecordError as e:
+                        problem = str(e)
+                if problem is not None:
+                    report.problems.append(Problem(log_path, pos, f"offsets {h.base_offset}..{h.last_offset}: {problem}"))
+                    summary.problems += 1
+                else:
+                    summary.records += h.record_count
+                    if summary.first_offset < 0:
+                        summary.first_offset = h.base_offset
+                    expected_next = h.last_offset + 1
+                    summary.next_offset = expected_next
+                    boundaries[pos] = h.last_offset
+                seg_first = False
+            summary.problems += _verify_index(base, log_path, boundaries, report)
+    return report
+
+
+__all__ = ["dump_files", "dump_log", "dump_index", "dump_time_index", "iter_file_batches", "verify_dir",
+           "log_dir_size", "VerifyReport", "Problem", "PartitionSummary"]

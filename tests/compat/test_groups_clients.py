@@ -1,0 +1,354 @@
+"""Consumer groups with real Kafka clients (confluent-kafka, kafka-python, aiokafka) against a
+real broker process on 127.0.0.1: membership and failover (each member its own process, one
+killed with SIGKILL), resuming at the committed offset, offsets surviving a broker kill -9.
+
+The broker runs with group.initial.rebalance.delay.ms=0 and group.min.session.timeout.ms=1000 so
+rebalances take about a second; members use session.timeout.ms=3000.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+confluent_kafka = pytest.importorskip("confluent_kafka")
+from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+SESSION_MS = 3000
+ROOT = Path(__file__).resolve().parents[2]
+
+BROKER_PROPS = {
+    "offsets.topic.num.partitions": "5",
+    "group.initial.rebalance.delay.ms": "0",
+    "group.min.session.timeout.ms": "1000",
+}
+
+
+# -- the broker as a real process ---------------------------------------------------------------------
+class BrokerProcess:
+    """`python -m broker.cli serve server.properties` on port 0; learns the bound port from the
+    line the server prints once it listens."""
+
+    def __init__(self, data_dir: Path, props: dict[str, str] | None = None):
+        self.data_dir = data_dir
+        self.props = dict(BROKER_PROPS, **(props or {}))
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+        self.output: list[str] = []
+
+    def start(self, timeout: float = 30.0) -> "BrokerProcess":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.data_dir.parent / f"{self.data_dir.name}.properties"
+        lines = {"listeners": "PLAINTEXT://127.0.0.1:0", "log.dirs": str(self.data_dir), **self.props}
+        conf.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
+        self.proc = subprocess.Popen([sys.executable, "-m", "broker.cli", "serve", str(conf)], cwd=ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        found: queue.Queue[int] = queue.Queue()
+
+        def pump() -> None:
+            assert self.proc is not None and self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.output.append(line)
+                m = re.search(r"(?:127\.0\.0\.1|localhost|0\.0\.0\.0):(\d{2,5})\b", line)
+                if m and not self.port:
+                    found.put(int(m.group(1)))
+        threading.Thread(target=pump, daemon=True).start()
+        try:
+            self.port = found.get(timeout=timeout)
+        except queue.Empty:
+            self.kill()
+            raise AssertionError("broker did not report its port:\n" + "".join(self.output[-30:])) from None
+        return self
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def broker(tmp_path):
+    b = BrokerProcess(tmp_path / "data").start()
+    yield b
+    b.stop()
+
+
+def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    fut = admin.create_topics([NewTopic(name, partitions, 1)])[name]
+    fut.result(timeout=20)
+
+
+def produce(bootstrap: str, topic: str, n: int, partition: int = 0) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for i in range(n):
+        p.produce(topic, value=f"v{i}".encode(), key=f"k{i}".encode(), partition=partition)
+    assert p.flush(20) == 0
+
+
+# -- a group member in its own process ----------------------------------------------------------------
+MEMBER = r'''
+import json, sys, time
+lib, bootstrap, group, topic, strategy = sys.argv[1:6]
+session = int(sys.argv[6])
+def report(parts):
+    print(json.dumps(sorted(parts)), flush=True)
+if lib == "confluent":
+    from confluent_kafka import Consumer
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "session.timeout.ms": session,
+                  "heartbeat.interval.ms": 300, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                  "partition.assignment.strategy": strategy, "client.id": "member-" + lib, "log_level": 3})
+    c.subscribe([topic])
+    last = None
+    while True:
+        c.poll(0.1)
+        a = sorted(p.partition for p in c.assignment())
+        if a != last:
+            report(a); last = a
+elif lib == "kafka-python":
+    from kafka import KafkaConsumer
+    from kafka.coordinator.assignors.range import RangePartitionAssignor
+    from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+    assignors = {"range": [RangePartitionAssignor], "roundrobin": [RoundRobinPartitionAssignor]}[strategy]
+    c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, session_timeout_ms=session,
+                      heartbeat_interval_ms=300, enable_auto_commit=False, auto_offset_reset="earliest",
+                      partition_assignment_strategy=assignors, client_id="member-" + lib)
+    last = None
+    while True:
+        c.poll(100)
+        a = sorted(p.partition for p in c.assignment())
+        if a != last:
+            report(a); last = a
+else:
+    import asyncio
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+    from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+    assignors = {"range": (RangePartitionAssignor,), "roundrobin": (RoundRobinPartitionAssignor,)}[strategy]
+    async def main():
+        c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, session_timeout_ms=session,
+                             heartbeat_interval_ms=300, enable_auto_commit=False, auto_offset_reset="earliest",
+                             partition_assignment_strategy=assignors, client_id="member-" + lib)
+        await c.start()
+        last = None
+        while True:
+            await c.getmany(timeout_ms=100)
+            a = sorted(p.partition for p in c.assignment())
+            if a != last:
+                report(a); last = a
+    asyncio.run(main())
+'''
+
+
+class Member:
+    def __init__(self, lib: str, bootstrap: str, group: str, topic: str, strategy: str):
+        self.proc = subprocess.Popen([sys.executable, "-c", MEMBER, lib, bootstrap, group, topic, strategy,
+                                      str(SESSION_MS)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.assignment: list[int] | None = None
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                self.assignment = json.loads(line)
+            except ValueError:
+                pass
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+
+def wait_for(pred, timeout: float, what: str, hold: float = 1.0):
+    """Wait until `pred()` is truthy and stays so for `hold` seconds; returns when it first held."""
+    deadline = time.monotonic() + timeout
+    since = None
+    while time.monotonic() < deadline:
+        if pred():
+            since = since or time.monotonic()
+            if time.monotonic() - since >= hold:
+                return since
+        else:
+            since = None
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def partitioned(members: list[Member], n: int, idle: int = 0) -> bool:
+    """Every partition owned by exactly one live member; exactly `idle` members own none."""
+    got = [m.assignment for m in members]
+    if any(a is None for a in got):
+        return False
+    flat = [p for a in got for p in a]  # type: ignore[union-attr]
+    return sorted(flat) == list(range(n)) and sum(1 for a in got if not a) == idle
+
+
+CASES = [("confluent", "range"), ("confluent", "cooperative-sticky"), ("kafka-python", "range"),
+         ("aiokafka", "roundrobin")]
+
+
+@pytest.mark.parametrize("lib,strategy", CASES, ids=[f"{a}-{b}" for a, b in CASES])
+def test_group_shares_partitions_and_survives_sigkill(broker, lib, strategy):
+    create_topic(broker.bootstrap, "t4", 4)
+    members: list[Member] = []
+    try:
+        members += [Member(lib, broker.bootstrap, "grp", "t4", strategy) for _ in range(2)]
+        wait_for(lambda: partitioned(members, 4), 40, "two members sharing 4 partitions")
+        assert sorted(len(m.assignment) for m in members) == [2, 2]
+        members.append(Member(lib, broker.bootstrap, "grp", "t4", strategy))
+        wait_for(lambda: partitioned(members, 4), 40, "three members sharing 4 partitions")
+        assert sorted(len(m.assignment) for m in members) == [1, 1, 2]
+        members += [Member(lib, broker.bootstrap, "grp", "t4", strategy) for _ in range(2)]
+        wait_for(lambda: partitioned(members, 4, idle=1), 40, "five members: four busy, one idle")
+        victim = next(m for m in members if m.assignment)
+        lost = list(victim.assignment)
+        killed_at = time.monotonic()
+        victim.kill()
+        members.remove(victim)
+        moved_at = wait_for(lambda: partitioned(members, 4) and any(set(lost) & set(m.assignment) for m in members),
+                            40, "the killed member's partitions to move", hold=1.0)
+        # the coordinator notices within the session timeout; the rejoin round follows at once
+        assert moved_at - killed_at < SESSION_MS / 1000 + 6, moved_at - killed_at
+    finally:
+        for m in members:
+            m.kill()
+
+
+def test_describe_and_list_groups_with_admin_client(broker):
+    create_topic(broker.bootstrap, "t4", 4)
+    members = [Member("confluent", broker.bootstrap, "desc", "t4", "range") for _ in range(2)]
+    try:
+        wait_for(lambda: partitioned(members, 4), 40, "two members")
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        listed = admin.list_consumer_groups().result(timeout=10)
+        assert [g.group_id for g in listed.valid] == ["desc"]
+        d = admin.describe_consumer_groups(["desc"])["desc"].result(timeout=10)
+        assert str(d.state).endswith("STABLE") and d.partition_assignor == "range"
+        assert sorted(m.client_id for m in d.members) == ["member-confluent"] * 2
+        assert all(m.host.lstrip("/") == "127.0.0.1" for m in d.members)
+        owned = sorted(tp.partition for m in d.members for tp in m.assignment.topic_partitions)
+        assert owned == [0, 1, 2, 3]
+        fut = admin.delete_consumer_groups(["desc"])["desc"]
+        with pytest.raises(Exception, match="NON_EMPTY_GROUP|not empty"):
+            fut.result(timeout=10)
+    finally:
+        for m in members:
+            m.kill()
+
+
+# -- committed offsets ------------------------------------------------------------------------------------
+def consume_and_commit(lib: str, bootstrap: str, group: str, topic: str, n: int) -> list[int]:
+    """Consume `n` records from partition 0 with a group member of `lib`, commit after each,
+    close; returns their offsets."""
+    got: list[int] = []
+    deadline = time.monotonic() + 30
+    if lib == "confluent":
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                      "auto.offset.reset": "earliest", "session.timeout.ms": SESSION_MS})
+        c.subscribe([topic])
+        while len(got) < n and time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            got.append(msg.offset())
+            c.commit(message=msg, asynchronous=False)
+        c.close()
+    elif lib == "kafka-python":
+        from kafka import KafkaConsumer
+        from kafka.structs import OffsetAndMetadata as KOM
+        c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                          auto_offset_reset="earliest", session_timeout_ms=SESSION_MS, max_poll_records=1)
+        while len(got) < n and time.monotonic() < deadline:
+            for tp, recs in c.poll(500).items():
+                for r in recs:
+                    if len(got) < n:
+                        got.append(r.offset)
+                        c.commit({tp: KOM(r.offset + 1, "", -1)})
+        c.close()
+    else:
+        import asyncio
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.structs import TopicPartition as ATP
+
+        async def main() -> None:
+            c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                                 auto_offset_reset="earliest", session_timeout_ms=SESSION_MS)
+            await c.start()
+            try:
+                while len(got) < n and time.monotonic() < deadline:
+                    batch = await c.getmany(timeout_ms=500, max_records=1)
+                    for tp, recs in batch.items():
+                        for r in recs:
+                            got.append(r.offset)
+                            await c.commit({ATP(tp.topic, tp.partition): r.offset + 1})
+            finally:
+                await c.stop()
+        asyncio.run(main())
+    return got
+
+
+@pytest.mark.parametrize("lib", ["confluent", "kafka-python", "aiokafka"])
+def test_restarted_consumer_resumes_at_committed_offset(broker, lib):
+    create_topic(broker.bootstrap, "r", 1)
+    produce(broker.bootstrap, "r", 30)
+    assert consume_and_commit(lib, broker.bootstrap, "resume", "r", 10) == list(range(10))
+    # a new consumer of the group (another library, to show the offsets are shared) goes on at 10
+    other = "confluent" if lib != "confluent" else "kafka-python"
+    assert consume_and_commit(other, broker.bootstrap, "resume", "r", 5) == list(range(10, 15))
+    assert consume_and_commit(lib, broker.bootstrap, "resume", "r", 3) == [15, 16, 17]
+
+
+def committed(bootstrap: str, group: str, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        got = c.committed([TopicPartition(t, p) for t, p in tps], timeout=15)
+    finally:
+        c.close()
+    return {(tp.topic, tp.partition): tp.offset for tp in got}
+
+
+def test_offsets_survive_broker_kill_9(tmp_path):
+    b = BrokerProcess(tmp_path / "data").start()
+    try:
+        create_topic(b.bootstrap, "d", 3)
+        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "durable", "enable.auto.commit": False})
+        c.commit(offsets=[TopicPartition("d", 0, 5), TopicPartition("d", 1, 7), TopicPartition("d", 2, 11)],
+                 asynchronous=False)
+        c.close()
+        assert committed(b.bootstrap, "durable", [("d", 0), ("d", 1), ("d", 2)]) == \
+            {("d", 0): 5, ("d", 1): 7, ("d", 2): 11}
+    finally:
+        b.kill()
+    b = BrokerProcess(tmp_path / "data").start()
+    try:
+        assert committed(b.bootstrap, "durable", [("d", 0), ("d", 1), ("d", 2)]) == \
+            {("d", 0): 5, ("d", 1): 7, ("d", 2): 11}
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        assert "durable" in [g.group_id for g in admin.list_consumer_groups().result(timeout=10).valid]
+    finally:
+        b.stop()

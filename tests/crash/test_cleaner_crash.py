@@ -1,0 +1,145 @@
+"""A real process killed with SIGKILL at every step of a cleaning reopens consistent.
+
+The cleaning runs in a child (cleaner_child.py) that stops at step k of the swap protocol
+(`write`, `cleaned`, `.cleaned` → `.swap` renames, old segments → `.deleted`, `.swap` → live,
+table replaced, checkpoint) and is killed there. Reopening must give, group by group, either
+the old or the new segments — exactly the new ones once that group's `.log.swap` existed —
+with no leftover temporary file and indexes that agree with the log.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import logstore
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CHILD = os.path.join(HERE, "cleaner_child.py")
+NOW = int(time.time() * 1000)
+
+
+def read_all(lg) -> list:
+    out: list = []
+    off = lg.log_start_offset
+    while off < lg.log_end_offset:
+        recs = lg.read(off, 1 << 20)
+        if not recs:
+            break
+        out.extend(recs)
+        off = recs[-1].offset + 1
+    return out
+
+
+def snapshot(path) -> list:
+    with logstore.open(path, background=False) as s:
+        return [(r.offset, r.key, r.value, r.timestamp) for r in read_all(s.partition("c", 0))]
+
+
+def build_template(path) -> None:
+    """A compacted partition whose next cleaning rewrites several groups of segments, among them
+    small cleaned ones that merge, with tombstones (delete.retention.ms 0: dropped on the next
+    cleaning after the first that keeps them)."""
+    with logstore.open(path, background=False) as s:
+        s.create_topic("c", 1, {"cleanup.policy": "compact", "segment.bytes": "1500",
+                                "min.cleanable.dirty.ratio": "0", "delete.retention.ms": "0"})
+        lg = s.partition("c", 0)
+        for i in range(120):
+            lg.append([(b"k%d" % (i % 12), b"a%d" % i, (), NOW + i)])
+        lg.append([(b"k3", None, (), NOW), (b"k5", None, (), NOW)])
+        lg.roll()
+        s.run_cleaner(now_ms=NOW)
+        for i in range(60):  # k3 and k5 stay deleted: their tombstones expire in the cleaning
+            lg.append([(b"k%d" % (0, 1, 2, 4, 6, 7, 8, 9)[i % 8], b"b%d" % i, (), NOW + 1000 + i)])
+        lg.roll()
+
+
+def run_child(path, stop_at: int) -> list[str]:
+    """Run the child until it stops at `stop_at` (then SIGKILL it) or ends. Returns its step names."""
+    proc = subprocess.Popen([sys.executable, CHILD, str(path), str(NOW + 10_000), str(stop_at)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    steps: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if line.startswith("STEP "):
+                steps.append(line.split(" ", 2)[2].strip())
+            elif line.startswith("STOPPED"):
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            elif line.startswith("TOTAL"):
+                break
+            assert time.monotonic() < deadline, "child made no progress"
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if stop_at >= 0:
+        assert rc == -signal.SIGKILL, proc.stderr.read()  # type: ignore[union-attr]
+    else:
+        assert rc == 0, proc.stderr.read()  # type: ignore[union-attr]
+    return steps
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cleaner-crash")
+    tpl = base / "template"
+    build_template(tpl)
+    # the states a cleaning goes through: before, then after each group's swap
+    states = [snapshot(tpl)]
+    ref = base / "reference"
+    shutil.copytree(tpl, ref)
+    seen: list[str] = []
+    with logstore.open(ref, background=False) as s:
+        lg = s.partition("c", 0)
+
+        def hook(name: str) -> None:
+            seen.append(name)
+            if name.startswith("replaced:"):
+                states.append([(r.offset, r.key, r.value, r.timestamp) for r in read_all(lg)])
+
+        s.log_cleaner.step_hook = hook
+        s.run_cleaner(now_ms=NOW + 10_000)
+    assert len(states) >= 3, "the workload should clean at least two groups"
+    return tpl, states, seen
+
+
+def test_full_child_run_matches_the_in_process_cleaning(template, tmp_path):
+    tpl, states, seen = template
+    d = tmp_path / "d"
+    shutil.copytree(tpl, d)
+    steps = run_child(d, -1)
+    assert steps == seen
+    assert snapshot(d) == states[-1]
+
+
+def test_sigkill_at_every_step_reopens_to_old_or_new_segments(template, tmp_path):
+    tpl, states, seen = template
+    final_keys = {k: v for _o, k, v, _t in states[-1]}
+    for k, name in enumerate(seen):
+        d = tmp_path / f"step{k}"
+        shutil.copytree(tpl, d)
+        steps = run_child(d, k)
+        assert steps[-1] == name, (k, steps[-1], name)
+        # groups past the point of no return: their `.log.swap` existed when the child died
+        swapped = sum(1 for s in steps if s == "swap.log")
+        with logstore.open(d, background=False) as s:
+            lg = s.partition("c", 0)
+            names = os.listdir(lg.dir)
+            assert not [n for n in names if n.endswith((".cleaned", ".swap", ".deleted"))], (k, name, names)
+            got = [(r.offset, r.key, r.value, r.timestamp) for r in read_all(lg)]
+            assert got == states[swapped], f"crash after step {k} ({name}): expected state {swapped}"
+            for off, *_ in got:  # the indexes agree with the log
+                assert lg.read(off, 1)[0].offset == off
+            # and the partition goes on: a new cleaning ends where the uninterrupted one did
+            s.run_cleaner(now_ms=NOW + 10_000)
+            assert {r.key: r.value for r in read_all(lg)} == final_keys
+        shutil.rmtree(d)
