@@ -10,7 +10,7 @@ Figures (printed, and written to bench/results/groups.json):
     commit_rps              OffsetCommit v9 of one partition, one after another
     commit_fsync_rps        the same with fsync_commits=True (each commit fsynced before the answer)
     baseline_append_rps     Log.append of the same record, no coordinator: the floor we compare to
-  real broker (`python -m broker.cli serve`, 127.0.0.1, confluent-kafka; skipped if it cannot start):
+  real broker (`logstore serve` via broker.pytest_plugin, 127.0.0.1, confluent-kafka; skipped if it cannot start):
     clients_rebalance_8_ms  8 confluent consumers subscribe at once until all 4*8 partitions are owned
                             once (group.initial.rebalance.delay.ms=0, heartbeat.interval.ms=100)
     clients_commit_rps      Consumer.commit(asynchronous=False) of one offset, in a loop
@@ -24,12 +24,8 @@ import datetime
 import io
 import json
 import os
-import re
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -157,40 +153,16 @@ async def _inproc(seconds: float) -> dict:
     return out
 
 
-def _start_broker(data: str) -> tuple[subprocess.Popen, int]:
-    conf = os.path.join(data, "server.properties")
-    with open(conf, "w") as f:
-        f.write(f"listeners=PLAINTEXT://127.0.0.1:0\nlog.dirs={data}/log\noffsets.topic.num.partitions=5\n"
-                "group.initial.rebalance.delay.ms=0\ngroup.min.session.timeout.ms=1000\n")
-    proc = subprocess.Popen([sys.executable, "-m", "broker.cli", "serve", conf], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    port: list[int] = []
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            m = re.search(r"(?:127\.0\.0\.1|localhost):(\d{2,5})\b", line)
-            if m and not port:
-                port.append(int(m.group(1)))
-    threading.Thread(target=pump, daemon=True).start()
-    deadline = time.monotonic() + 30
-    while not port and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    if not port:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        raise RuntimeError("broker did not start (python -m broker.cli serve)")
-    return proc, port[0]
-
-
 def _clients(seconds: float) -> dict:
     from confluent_kafka import Consumer, TopicPartition
     from confluent_kafka.admin import AdminClient, NewTopic
     out: dict = {}
+    from broker.pytest_plugin import start_broker
     with tempfile.TemporaryDirectory() as d:
-        proc, port = _start_broker(d)
-        boot = f"127.0.0.1:{port}"
+        broker = start_broker(os.path.join(d, "data"), overrides={
+            "offsets.topic.num.partitions": "5", "group.initial.rebalance.delay.ms": "0",
+            "group.min.session.timeout.ms": "1000"})
+        boot = broker.bootstrap
         try:
             AdminClient({"bootstrap.servers": boot}).create_topics([NewTopic("b32", 32, 1)])["b32"].result(20)
             consumers = [Consumer({"bootstrap.servers": boot, "group.id": "bench8", "session.timeout.ms": 6000,
@@ -219,12 +191,7 @@ def _clients(seconds: float) -> dict:
             out["clients_commit_rps"] = round(n / (time.perf_counter() - t0))
             c.close()
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+            broker.stop()
     return out
 
 

@@ -34,3 +34,7 @@ from .groups import GroupOffsetStore, OffsetAndMetadata, OFFSETS_TOPIC, partitio
 __all__ += ["GroupOffsetStore", "OffsetAndMetadata", "OFFSETS_TOPIC", "partition_for_group"]  # issue 6
 from .client import Consumer, ConsumerRecord, DefaultPartitioner, Producer, RecordMetadata, murmur2  # noqa: E402,F401
 __all__ += ["Producer", "Consumer", "ConsumerRecord", "RecordMetadata", "DefaultPartitioner", "murmur2"]  # issue 7
+from .cleaner import Cleanable, CleanerStats, LogCleaner, OffsetMap  # noqa: E402,F401
+from .retention import RetentionResult, retention_victims, run_retention  # noqa: E402,F401
+__all__ += ["LogCleaner", "CleanerStats", "Cleanable", "OffsetMap", "RetentionResult", "retention_victims",
+            "run_retention"]  # issue 4

@@ -38,18 +38,27 @@ alone, which old segments it replaces (`Log._complete_swap`). Control batches ar
 
 Key map (`OffsetMap`): one preallocated numpy buffer of `log.cleaner.dedupe.buffer.size` bytes,
 24 bytes per slot, laid out as three arrays of `slots` entries:
-    h1  u64   Python's keyed SipHash of the key (`hash(bytes)`, per-process random seed)
-    h2  u64   CRC-32 of the key (upper 32 bits zero)
+    h1  u64   first 64 bits of the key's digest
+    h2  u64   second 64 bits
     off i64   latest offset of the key; -1 = empty slot
-Together 96 bits of key digest (Kafka stores 128 bits of MD5, which costs 4x more per key here;
-either way a collision could drop a live record, with probability ~ keys^2 / 2^97). Open
+The 128-bit digest (`hash_spans`) is MurmurHash3-x64-128's mixing over the key's 8-byte words,
+seeded at random per process (keys over 64 bytes: Python's keyed SipHash plus CRC-32 and length).
+Kafka keeps 16 bytes of MD5; either way two keys with the same digest would make the older one's
+newest record look superseded (probability ~ keys^2 / 2^129 for the vectorised path). Open
 addressing with double hashing over a prime number of slots, filled to at most 90% (Kafka's
 load factor). Lookups and inserts run for a whole chunk of records at a time in numpy.
-Memory of a cleaning = the map (fixed) + one read chunk (`IO_CHUNK`) and its decoded records;
-it does not grow with the number of keys.
 
-Costs: records are decoded twice (map, rewrite), in Python, a chunk of batches at a time;
-O(records) Python work plus O(records) vectorised numpy; bytes copied once.
+Decoding (`ChunkRecords`): a chunk's batches are decompressed into one buffer; the only Python
+loop per record follows the record-length chain; every other field (timestamp and offset
+deltas, key span, null value) is decoded for all records at once with numpy, and the keys are
+hashed in place without making Python objects.
+
+Memory of a cleaning = the map (fixed) + one read chunk (`IO_CHUNK`), its decoded arrays and the
+write buffer (`_WRITE_CHUNK`); it does not grow with the number of keys or the log's size.
+
+Costs: records are decoded twice (map, rewrite), a chunk of batches at a time: O(records) of a
+short Python loop plus O(records) vectorised numpy; bytes copied once; kept batches that lose no
+record are copied as they are.
 """
 
 from __future__ import annotations
@@ -59,7 +68,7 @@ import os
 import threading
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -107,19 +116,103 @@ def _prime_at_most(n: int) -> int:
     return max(n, 2)
 
 
-def hash_keys(keys: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """The map's two digests (h1, h2) of each key, as uint64 arrays. O(total key bytes)."""
-    n = len(keys)
-    h1 = np.fromiter(map(hash, keys), dtype=np.int64, count=n).view(np.uint64)
-    h2 = np.fromiter(map(zlib.crc32, keys), dtype=np.uint64, count=n)
+_U64 = np.uint64
+_C1, _C2 = _U64(0x87C37B91114253D5), _U64(0x4CF5AD432745937F)
+_F1, _F2 = _U64(0xFF51AFD7ED558CCD), _U64(0xC4CEB9FE1A85EC53)
+_N1, _N2, _FIVE = _U64(0x52DCE729), _U64(0x38495AB5), _U64(5)
+_SEED1, _SEED2 = (_U64(x) for x in np.frombuffer(os.urandom(16), dtype=np.uint64))  # per process
+_BYTE_MASKS = np.array([(1 << (8 * i)) - 1 for i in range(8)] + [(1 << 64) - 1], dtype=np.uint64)
+MAX_VECTOR_KEY = 64  # longer keys are hashed one by one in Python
+_PAD = 80  # zero bytes after a chunk's records: vectorised reads may run past the last one
+
+
+def _rotl(x: np.ndarray, r: int) -> np.ndarray:
+    return (x << _U64(r)) | (x >> _U64(64 - r))
+
+
+def _fmix(h: np.ndarray) -> np.ndarray:
+    h ^= h >> _U64(33)
+    h *= _F1
+    h ^= h >> _U64(33)
+    h *= _F2
+    h ^= h >> _U64(33)
+    return h
+
+
+def hash_spans(arr: np.ndarray, kp: np.ndarray, kl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The map's two 64-bit digests (h1, h2) of the keys arr[kp:kp+kl] (kl >= 0; `arr` must have
+    `_PAD` readable bytes after every key). Keys up to MAX_VECTOR_KEY bytes: MurmurHash3-x64-128's
+    mixing over 8-byte words, seeded per process, all keys at once in numpy; longer keys: Python's
+    keyed `hash` and CRC-32 with the length. A key always takes the same path, so its digest is
+    one function of its bytes."""
+    n = len(kp)
+    h1 = np.full(n, _SEED1, dtype=np.uint64)
+    h2 = np.full(n, _SEED2, dtype=np.uint64)
+    if n == 0:
+        return h1, h2
+    short = kl <= MAX_VECTOR_KEY
+    ks = kl[short]
+    width = int(ks.max()) if len(ks) else 0
+    words = (width + 7) // 8
+    if words:
+        # every 8-byte window of the buffer as one little-endian u64 (a strided view, no copy)
+        u64 = np.ndarray((len(arr) - 7,), dtype="<u8", buffer=arr, strides=(1,))
+        kps = kp[short]
+        a1, a2 = h1[short], h2[short]
+        uniform = bool((ks == width).all())
+        with np.errstate(over="ignore"):
+            for j in range(words):
+                left = ks - 8 * j  # bytes of the key from this word on
+                w = u64[kps + 8 * j]
+                if not uniform or (width - 8 * j) < 8:
+                    w &= _BYTE_MASKS[np.clip(left, 0, 8)]
+                k1 = _rotl(w * _C1, 31) * _C2
+                k2 = _rotl(w * _C2, 33) * _C1
+                n1 = _rotl(a1 ^ k1, 27) * _FIVE + _N1
+                n2 = _rotl(a2 ^ k2, 31) * _FIVE + _N2
+                if uniform:
+                    a1, a2 = n1, n2
+                else:
+                    live = left > 0
+                    a1 = np.where(live, n1, a1)
+                    a2 = np.where(live, n2, a2)
+        h1[short], h2[short] = a1, a2
+    with np.errstate(over="ignore"):
+        lens = kl.astype(np.uint64)
+        h1 ^= lens
+        h2 ^= lens
+        h1 += h2
+        h2 += h1
+        h1 = _fmix(h1)
+        h2 = _fmix(h2)
+        h1 += h2
+        h2 += h1
+    if not short.all():
+        raw = arr.tobytes() if not isinstance(arr, bytes) else arr
+        for i in np.flatnonzero(~short).tolist():
+            key = raw[kp[i]:kp[i] + kl[i]]
+            h1[i] = hash(key) & 0xFFFFFFFFFFFFFFFF
+            h2[i] = zlib.crc32(key) | (len(key) << 32)
     return h1, h2
+
+
+def hash_keys(keys: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """`hash_spans` of a list of keys (the same digests the cleaner computes in place)."""
+    buf = b"".join(keys) + bytes(_PAD)
+    kl = np.fromiter(map(len, keys), dtype=np.int64, count=len(keys))
+    kp = np.zeros(len(keys), dtype=np.int64)
+    if len(keys) > 1:
+        np.cumsum(kl[:-1], out=kp[1:])
+    return hash_spans(np.frombuffer(buf, dtype=np.uint8), kp, kl)
 
 
 class OffsetMap:
     """key digest → latest offset, in a fixed buffer of `memory` bytes (see module docstring).
 
-    `put_many` O(n log n) for n records (sort to deduplicate) plus ~1/(1-load) probe rounds;
-    `get_many` O(n) plus probe rounds. Not thread-safe: one cleaning at a time uses it.
+    Three flat arrays rather than 24-byte rows: numpy gathers 1-D arrays faster, which matters
+    more here than the extra cache lines. `put_many` O(n log n) for n records (a sort to
+    deduplicate) plus ~1/(1-load) vectorised probe rounds; `get_many` O(n) plus probe rounds.
+    Not thread-safe: one cleaning at a time uses it.
     """
 
     def __init__(self, memory: int, load_factor: float = MAX_LOAD_FACTOR):
@@ -135,6 +228,7 @@ class OffsetMap:
         self.capacity = max(1, int(self.slots * load_factor))
         self.size = 0
         self.latest_offset = -1
+        self._cleared = False
         self.clear()
 
     @property
@@ -143,7 +237,9 @@ class OffsetMap:
         return self._buf.nbytes
 
     def clear(self) -> None:
-        self._off.fill(-1)
+        if self.size or not self._cleared:
+            self._off.fill(-1)
+            self._cleared = True
         self.size = 0
         self.latest_offset = -1
 
@@ -184,29 +280,21 @@ class OffsetMap:
         n = len(h1)
         if n == 0:
             return 0
-        order = np.lexsort((h2, h1))  # stable: equal keys stay in offset order
-        s1, s2 = h1[order], h2[order]
-        starts = np.empty(n, dtype=bool)
-        starts[0] = True
-        np.not_equal(s1[1:], s1[:-1], out=starts[1:])
-        starts[1:] |= s2[1:] != s2[:-1]
-        first = np.zeros(n, dtype=bool)
-        first[order[starts]] = True
-        present = self.get_many(h1, h2) >= 0
-        new = first & ~present
-        room = self.capacity - self.size
+        order, starts = _group(h1, h2)
+        distinct = int(np.count_nonzero(starts))
         take = n
-        if int(new.sum()) > room:
-            take = int(np.searchsorted(np.cumsum(new), room, side="right"))
-            if take == 0:
-                return 0
-            h1, h2, offsets = h1[:take], h2[:take], offsets[:take]
-            order = np.lexsort((h2, h1))
-            s1, s2 = h1[order], h2[order]
-            starts = np.empty(take, dtype=bool)
-            starts[0] = True
-            np.not_equal(s1[1:], s1[:-1], out=starts[1:])
-            starts[1:] |= s2[1:] != s2[:-1]
+        if self.size + distinct > self.capacity:
+            # may not all fit: count the keys that are new to the map, in offset order
+            first = np.zeros(n, dtype=bool)
+            first[order[starts]] = True
+            new = first & (self.get_many(h1, h2) < 0)
+            room = self.capacity - self.size
+            if int(new.sum()) > room:
+                take = int(np.searchsorted(np.cumsum(new), room, side="right"))
+                if take == 0:
+                    return 0
+                h1, h2, offsets = h1[:take], h2[:take], offsets[:take]
+                order, starts = _group(h1, h2)
         # the last of each run of equal keys is that key's newest offset
         ends = np.empty(len(order), dtype=bool)
         ends[-1] = True
@@ -249,65 +337,154 @@ class OffsetMap:
             p[p >= S] -= S
 
 
-# ------------------------------------------------------------------------------ records
+def _group(h1: np.ndarray, h2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(order, starts): a stable sort of the digests and where each run of equal ones starts."""
+    order = np.argsort(h1, kind="stable")
+    s1, s2 = h1[order], h2[order]
+    starts = np.empty(len(order), dtype=bool)
+    starts[0] = True
+    np.not_equal(s1[1:], s1[:-1], out=starts[1:])
+    same1 = ~starts[1:]
+    if (same1 & (s2[1:] != s2[:-1])).any():
+        # equal h1 with different h2 (practically never): sort on both so equal keys are adjacent
+        order = np.lexsort((h2, h1))
+        s1, s2 = h1[order], h2[order]
+        np.not_equal(s1[1:], s1[:-1], out=starts[1:])
+        starts[1:] |= s2[1:] != s2[:-1]
+    return order, starts
 
-def scan_records(data: bytes, pos: int, count: int, keys: list, deltas: list, stamps: list | None,
-                 tombs: list | None, bounds: list | None) -> int:
-    """Walk `count` records from data[pos]: append each one's key (None if absent), offset delta
-    and, when the lists are given, its timestamp delta, whether its value is null, and its start
-    position (plus the end of the last). Returns the end position. Raises IndexError/ValueError
-    on malformed records (the caller names the batch)."""
-    ka, da = keys.append, deltas.append
-    sa = stamps.append if stamps is not None else None
-    ta = tombs.append if tombs is not None else None
-    ba = bounds.append if bounds is not None else None
-    dv = R.decode_varint
-    for _ in range(count):
-        if ba is not None:
-            ba(pos)
-        b = data[pos]
-        if b < 0x80:
-            end = pos + 1 + ((b >> 1) ^ -(b & 1))
-            pos += 2  # length byte and the record's attributes byte
+
+def _vvarint(arr: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Decode the zigzag varint at each position of `pos` at once: (values, positions after)."""
+    raw = arr[pos].astype(np.uint64)
+    val = raw & _U64(0x7F)
+    size = np.ones(len(pos), dtype=np.int64)
+    more = np.flatnonzero(raw & _U64(0x80))
+    shift = 7
+    while len(more):
+        if shift > 63:
+            raise ValueError("varint longer than 10 bytes")
+        b = arr[pos[more] + size[more]].astype(np.uint64)
+        val[more] |= (b & _U64(0x7F)) << _U64(shift)
+        size[more] += 1
+        more = more[(b & _U64(0x80)) != 0]
+        shift += 7
+    return (val >> _U64(1)).astype(np.int64) ^ -(val & _U64(1)).astype(np.int64), pos + size
+
+
+class ChunkRecords:
+    """The records of the batches of one chunk, decoded to arrays (one entry per record).
+
+    `buf` holds every batch's encoded records back to back (decompressed where the batch was),
+    then `_PAD` zero bytes; `arr` is the same as uint8. Per batch of `batches`: `first[i]`,
+    `count[i]` (0 for control and empty batches). Per record: `start`/`end` in buf, `offset`,
+    `ts_delta`, `keyed`, `tomb` (null value), and the key digests `h1`/`h2` (keyed records only,
+    in record order, `key_index` maps record → digest row, -1 when keyless)."""
+
+    __slots__ = ("buf", "arr", "first", "count", "start", "end", "offset", "ts_delta", "keyed", "tomb",
+                 "h1", "h2", "key_index", "n")
+
+    def __init__(self, chunk: bytes, batches: list[tuple[int, R.BatchHeader]], path: str, base: int):
+        parts: list = []
+        areas: list[tuple[int, int, int, R.BatchHeader, int]] = []
+        first: list[int] = []
+        count: list[int] = []
+        total = 0
+        n = 0
+        mv = memoryview(chunk)
+        for p, h in batches:
+            first.append(n)
+            if h.is_control or not h.record_count:
+                count.append(0)
+                continue
+            codec = h.attributes & 0x07
+            body: Any = mv[p + R.HEADER_SIZE:p + h.size]
+            if codec:
+                try:
+                    body = R.decompress(codec, bytes(body))
+                except Exception as e:  # the codec libraries raise their own types
+                    raise CorruptRecordError(f"cannot decompress batch at position {base + p} of {path}: {e}",
+                                             path=path, position=base + p) from None
+            parts.append(body)
+            areas.append((total, total + len(body), h.record_count, h, base + p))
+            total += len(body)
+            count.append(h.record_count)
+            n += h.record_count
+        parts.append(bytes(_PAD))
+        buf = b"".join(parts)
+        self.buf = buf
+        self.n = n
+        self.first = first
+        self.count = count
+        starts: list[int] = []
+        ends: list[int] = []
+        sa = starts.append
+        dv = R.decode_varint
+        for a, e, cnt, h, where in areas:
+            # the only walk that must be sequential: each record's length says where the next starts
+            pos = a
+            try:
+                for _ in range(cnt):
+                    sa(pos)
+                    b = buf[pos]
+                    if b < 0x80:
+                        pos += 1 + ((b >> 1) ^ -(b & 1))
+                    else:
+                        c = buf[pos + 1]
+                        if c < 0x80:
+                            v = b & 0x7F | c << 7
+                            pos += 2 + ((v >> 1) ^ -(v & 1))
+                        else:
+                            length, q = dv(buf, pos)
+                            pos = q + length
+            except (IndexError, ValueError) as err:
+                raise CorruptRecordError(f"malformed records in batch at position {where} of {path}: {err}",
+                                         path=path, position=where) from None
+            if pos != e:
+                raise CorruptRecordError(f"malformed records in batch at position {where} of {path}: the "
+                                         f"records end {e - pos} bytes before the batch", path=path, position=where)
+            ends.extend(starts[len(ends) + 1:])
+            ends.append(e)
+        arr = np.frombuffer(buf, dtype=np.uint8)
+        self.arr = arr
+        start = np.array(starts, dtype=np.int64)
+        end = np.array(ends, dtype=np.int64)
+        self.start, self.end = start, end
+        if n and not (end > start).all():  # each batch's records ended at its end, in strictly increasing steps
+            i = int(np.flatnonzero(end <= start)[0])
+            raise CorruptRecordError(f"malformed records in a batch of {path} near position {base}: record at "
+                                     f"{int(start[i])} has a negative length", path=path, position=base)
+        bases = np.array([h.base_offset for _a, _e, _c, h, _w in areas], dtype=np.int64)
+        counts = np.array([c for _a, _e, c, _h, _w in areas], dtype=np.int64)
+        try:
+            _, p = _vvarint(arr, start)  # length
+            p = p + 1  # attributes
+            self.ts_delta, p = _vvarint(arr, p)
+            od, p = _vvarint(arr, p)
+            kl, p = _vvarint(arr, p)
+            kp = p
+            p = p + np.maximum(kl, 0)
+            bad = (kl < -1) | (p >= end)
+            if n and bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise ValueError(f"record at position {int(start[i])} has a key running past its end")
+            self.tomb = arr[np.minimum(p, len(buf) - 1)] == 1  # value length varint -1
+        except (IndexError, ValueError) as err:
+            raise CorruptRecordError(f"malformed records in a batch of {path} near position {base}: {err}",
+                                     path=path, position=base) from None
+        self.offset = np.repeat(bases, counts) + od
+        keyed = kl >= 0
+        self.keyed = keyed
+        if keyed.all():
+            self.key_index = np.arange(n)
+            self.h1, self.h2 = hash_spans(arr, kp, kl)
         else:
-            length, pos = dv(data, pos)
-            end = pos + length
-            pos += 1
-        b = data[pos]
-        if b < 0x80:
-            if sa is not None:
-                sa((b >> 1) ^ -(b & 1))
-            pos += 1
-        else:
-            ts, pos = dv(data, pos)
-            if sa is not None:
-                sa(ts)
-        b = data[pos]
-        if b < 0x80:
-            da((b >> 1) ^ -(b & 1))
-            pos += 1
-        else:
-            od, pos = dv(data, pos)
-            da(od)
-        b = data[pos]
-        if b < 0x80:
-            kl = (b >> 1) ^ -(b & 1)
-            pos += 1
-        else:
-            kl, pos = dv(data, pos)
-        if kl < 0:
-            ka(None)
-        else:
-            ka(data[pos:pos + kl])
-            pos += kl
-        if ta is not None:
-            ta(data[pos] == 1)  # value length varint -1: a tombstone
-        if end > len(data) or end <= pos:
-            raise ValueError(f"record length runs past the batch at position {pos}")
-        pos = end
-    if ba is not None:
-        ba(pos)
-    return pos
+            self.key_index = np.cumsum(keyed) - 1
+            self.key_index[~keyed] = -1
+            self.h1, self.h2 = hash_spans(arr, kp[keyed], kl[keyed])
+
+    def record_bytes(self, i: int) -> bytes:
+        return self.buf[int(self.start[i]):int(self.end[i])]
 
 
 def _rebase_timestamp(rec: bytes, old_base: int, new_base: int) -> bytes:
@@ -342,8 +519,9 @@ def empty_batch(h: R.BatchHeader) -> bytes:
     return _batch_bytes(h, attrs, h.base_timestamp, h.max_timestamp, 0, b"")
 
 
-def _iter_chunks(seg: LogSegment, position: int = 0, *, validate: bool = True) -> Iterator[tuple[bytes, list[tuple[int, R.BatchHeader]]]]:
-    """(chunk, [(position in chunk, header)]) over whole batches from `position`, IO_CHUNK at a
+def _iter_chunks(seg: LogSegment, position: int = 0, *,
+                 validate: bool = True) -> Iterator[tuple[bytes, list[tuple[int, R.BatchHeader]], int]]:
+    """(chunk, [(position in chunk, header)], chunk's file position) over whole batches from `position`, IO_CHUNK at a
     time (one batch at a time when a batch is larger). CRCs are checked; a bad batch raises
     CorruptRecordError naming the file and position."""
     end = seg.size
@@ -367,20 +545,9 @@ def _iter_chunks(seg: LogSegment, position: int = 0, *, validate: bool = True) -
                         f"batch at position {pos + p} of {seg.log_path} has offset {h.base_offset}, expected at "
                         f"least {next_offset}", path=seg.log_path, position=pos + p)
                 next_offset = h.last_offset + 1
-        yield chunk, batches
+        yield chunk, batches, pos
         p, h = batches[-1]
         pos += p + h.size
-
-
-def _records_of(chunk: bytes, p: int, h: R.BatchHeader, where: str) -> tuple[bytes, int]:
-    """(buffer, start) of the encoded records of the batch at chunk[p]."""
-    codec = h.attributes & 0x07
-    if not codec:
-        return chunk, p + R.HEADER_SIZE
-    try:
-        return R.decompress(codec, chunk[p + R.HEADER_SIZE:p + h.size]), 0
-    except Exception as e:  # the codec libraries raise their own types
-        raise CorruptRecordError(f"cannot decompress batch at {where}: {e}") from None
 
 
 # ------------------------------------------------------------------------------ cleaning
@@ -490,6 +657,8 @@ class LogCleaner:
         self._horizons: dict[tuple[str, int], int | None] = {}  # earliest pending tombstone horizon
         self.uncleanable: dict[tuple[str, int], str] = {}  # partitions a corrupt batch stopped
         self.last_stats: list[CleanerStats] = []
+        self._forget: set[str] = set()  # topics deleted since the last pass
+        self._pass_segments: list[LogSegment] = []  # the sealed segments when the pass began
         try:
             self.checkpoints = ckpt.read_checkpoint(self.checkpoint_path)
         except LogStoreError as e:
@@ -589,7 +758,7 @@ class LogCleaner:
             for s in sealed:
                 if s.base_offset >= first_dirty:
                     break
-                for _chunk, batches in _iter_chunks(s, validate=False):
+                for _chunk, batches, _at in _iter_chunks(s, validate=False):
                     for _p, h in batches:
                         if h.attributes & R.DELETE_HORIZON_BIT and not h.is_control and h.record_count:
                             best = h.base_timestamp if best is None else min(best, h.base_timestamp)
@@ -606,6 +775,7 @@ class LogCleaner:
         """Clean, filthiest first, every compacted partition that needs it, each until its dirty
         section is done (several passes when the key map fills). Returns the passes' stats."""
         with self._run_lock:
+            self._apply_forget()
             stats: list[CleanerStats] = []
             now = int(time.time() * 1000) if now_ms is None else now_ms
             todo = []
@@ -620,16 +790,27 @@ class LogCleaner:
                 self._check_stop()
                 try:
                     stats.extend(self.clean_log(c.log, now, first=c))
-                except CorruptRecordError as e:
-                    # Kafka marks such a partition uncleanable until restart; so do we
-                    self.uncleanable[(c.log.topic, c.log.partition)] = str(e)
-                    logger.error("cannot clean %s: %s", c.log.name, e)
-                except (OSError, LogStoreError):
-                    if c.log.closed:
-                        continue  # the topic was deleted under the cleaner
+                except (OSError, LogStoreError) as e:
+                    if isinstance(e, CleanerAborted):
+                        raise
+                    if c.log.closed or self._table_changed(c.log):
+                        # the topic was deleted, or retention / truncation removed a segment we
+                        # were reading (its file may be gone): nothing is wrong with the data
+                        logger.info("cleaning of %s abandoned, the partition changed: %s", c.log.name, e)
+                        continue
+                    if isinstance(e, CorruptRecordError):
+                        # Kafka marks such a partition uncleanable until restart; so do we
+                        self.uncleanable[(c.log.topic, c.log.partition)] = str(e)
+                        logger.error("cannot clean %s: %s", c.log.name, e)
+                        continue
                     raise
             self.last_stats = stats
             return stats
+
+    def _table_changed(self, log: Log) -> bool:
+        """Whether a segment the current pass started with has left the partition."""
+        with log.lock:
+            return any(log.segments.get(s.base_offset) is not s for s in self._pass_segments)
 
     def clean_log(self, log: Log, now_ms: int, first: Cleanable | None = None) -> list[CleanerStats]:
         """Clean one partition in passes until its dirty section is done."""
@@ -638,7 +819,7 @@ class LogCleaner:
         while True:
             s = self.clean_pass(log, c, now_ms)
             out.append(s)
-            if s.end_offset <= c.first_dirty or not s.map_full:
+            if s.end_offset <= c.first_dirty or not s.map_full or s.groups_aborted or log.closed:
                 break
             c = self.cleanable(log, now_ms)
             if c.first_dirty >= c.first_uncleanable:
@@ -649,6 +830,8 @@ class LogCleaner:
         """One cleaning: map [first dirty, ...) until the map fills, then rewrite and swap."""
         t0 = time.perf_counter()
         st = CleanerStats(log.topic, log.partition, first_dirty=c.first_dirty)
+        with log.lock:
+            self._pass_segments = list(log.segments.values())[:-1]
         m = self.offset_map()
         m.clear()
         end = self._build_map(log, c.first_dirty, c.first_uncleanable, m, st)
@@ -656,8 +839,9 @@ class LogCleaner:
         st.map_records = m.size
         st.end_offset = end
         with log.lock:
-            segs = [s for s in list(log.segments.values())[:-1] if s.base_offset < end or
-                    (end <= c.first_dirty and s.base_offset < c.first_dirty)]
+            # every sealed segment below `end`: with nothing mapped (end == first dirty), the clean
+            # section alone, which drops the tombstones whose horizon has passed
+            segs = [s for s in list(log.segments.values())[:-1] if s.base_offset < end]
         st.segments_before = len(segs)
         horizon_min: int | None = None
         for group in self._groups(log, segs):
@@ -686,6 +870,29 @@ class LogCleaner:
         st.seconds = time.perf_counter() - t0
         return st
 
+    def on_topic_change(self, topic: str, change: str) -> None:
+        """A deleted topic's cleaner state goes, so a new topic of the same name starts dirty.
+        Never waits for a cleaning in progress: then the next pass forgets it."""
+        if change != "delete":
+            return
+        self._forget.add(topic)
+        if self._run_lock.acquire(blocking=False):
+            try:
+                if self._apply_forget():
+                    self.write_checkpoint()
+            finally:
+                self._run_lock.release()
+
+    def _apply_forget(self) -> bool:
+        changed = False
+        while self._forget:
+            topic = self._forget.pop()
+            for d in (self.checkpoints, self._horizons, self.uncleanable):
+                for key in [k for k in d if k[0] == topic]:
+                    del d[key]  # type: ignore[attr-defined]
+                    changed = True
+        return changed
+
     def write_checkpoint(self) -> None:
         live = {(lg.topic, lg.partition) for lg in self.store.logs()}
         self.checkpoints = {k: v for k, v in self.checkpoints.items() if k in live}
@@ -702,36 +909,17 @@ class LogCleaner:
             self._check_stop()
             found = seg.find_position(first_dirty) if seg.base_offset < first_dirty else None
             start_pos = found[0] if found is not None else 0
-            for chunk, batches in _iter_chunks(seg, start_pos):
+            for chunk, batches, at in _iter_chunks(seg, start_pos):
                 st.map_bytes_read += len(chunk)
-                keys: list = []
-                offs: list = []
-                for p, h in batches:
-                    if h.is_control or not h.record_count:
-                        continue
-                    buf, start = _records_of(chunk, p, h, f"position {p} of {seg.log_path}")
-                    n0 = len(offs)
-                    try:
-                        scan_records(buf, start, h.record_count, keys, offs, None, None, None)
-                    except (IndexError, ValueError) as e:
-                        raise CorruptRecordError(f"malformed records in batch at offset {h.base_offset} of "
-                                                 f"{seg.log_path}: {e}", path=seg.log_path) from None
-                    b = h.base_offset
-                    for i in range(n0, len(offs)):
-                        offs[i] += b
+                recs = ChunkRecords(chunk, batches, seg.log_path, at)
                 last_h = batches[-1][1]
-                if keys:
-                    offsets = np.fromiter(offs, dtype=np.int64, count=len(offs))
-                    sel = offsets >= first_dirty
-                    keyed = np.fromiter((k is not None for k in keys), dtype=bool, count=len(keys))
-                    sel &= keyed
-                    if not sel.all():
-                        idx = np.flatnonzero(sel)
-                        keys = [keys[i] for i in idx]
-                        offsets = offsets[idx]
-                    h1, h2 = hash_keys(keys)
-                    took = m.put_many(h1, h2, offsets)
-                    if took < len(keys):
+                if recs.n:
+                    sel = recs.offset >= first_dirty
+                    sel &= recs.keyed
+                    rows = recs.key_index[sel]
+                    offsets = recs.offset[sel]
+                    took = m.put_many(recs.h1[rows], recs.h2[rows], offsets)
+                    if took < len(rows):
                         st.map_full = True
                         return max(m.latest_offset + 1, first_dirty) if took else max(end, first_dirty)
                 end = max(end, last_h.last_offset + 1)
@@ -784,11 +972,11 @@ class LogCleaner:
         last_h: R.BatchHeader | None = None
         try:
             for seg in group:
-                for chunk, batches in _iter_chunks(seg):
+                for chunk, batches, at in _iter_chunks(seg):
                     self._check_stop()
                     st.bytes_read += len(chunk)
                     last_h = batches[-1][1]
-                    h_pending = self._filter_chunk(chunk, batches, seg, m, latest, now_ms, horizon, w, st)
+                    h_pending = self._filter_chunk(chunk, batches, at, seg, m, latest, now_ms, horizon, w, st)
                     if h_pending is not None:
                         pending = h_pending if pending is None else min(pending, h_pending)
             if last_h is not None and w.last_offset < last_h.last_offset:
@@ -800,90 +988,65 @@ class LogCleaner:
         st.bytes_written += w.written
         return out, pending
 
-    def _filter_chunk(self, chunk: bytes, batches: list[tuple[int, R.BatchHeader]], seg: LogSegment,
+    def _filter_chunk(self, chunk: bytes, batches: list[tuple[int, R.BatchHeader]], at: int, seg: LogSegment,
                       m: OffsetMap, latest: int, now_ms: int, horizon: int, w: _Writer,
                       st: CleanerStats) -> int | None:
         """Write the kept part of each batch of one chunk; returns the earliest delete horizon of
         the tombstones kept, if any."""
-        keys: list = []
-        deltas: list = []
-        stamps: list = []
-        tombs: list = []
-        bounds_all: list[list[int]] = []
-        spans: list[tuple[int, int, Any, int]] = []  # (first record index, count, records buffer, start)
-        for p, h in batches:
-            if h.is_control or not h.record_count:
-                spans.append((len(keys), 0, None, 0))
-                bounds_all.append([])
-                continue
-            buf, start = _records_of(chunk, p, h, f"position {p} of {seg.log_path}")
-            bounds: list[int] = []
-            n0 = len(keys)
-            try:
-                scan_records(buf, start, h.record_count, keys, deltas, stamps, tombs, bounds)
-            except (IndexError, ValueError) as e:
-                raise CorruptRecordError(f"malformed records in batch at offset {h.base_offset} of "
-                                         f"{seg.log_path}: {e}", path=seg.log_path) from None
-            spans.append((n0, h.record_count, buf, start))
-            bounds_all.append(bounds)
-        n = len(keys)
+        recs = ChunkRecords(chunk, batches, seg.log_path, at)
+        n = recs.n
         st.records_read += n
         if n:
-            counts = np.fromiter((s[1] for s in spans), dtype=np.int64, count=len(spans))
-            bases = np.fromiter((h.base_offset for _p, h in batches), dtype=np.int64, count=len(batches))
-            offsets = np.repeat(bases, counts) + np.fromiter(deltas, dtype=np.int64, count=n)
-            keyed = np.fromiter((k is not None for k in keys), dtype=bool, count=n)
-            found = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)  # keyless: never kept
-            if keyed.all():
-                h1, h2 = hash_keys(keys)
-                found = m.get_many(h1, h2)
-            elif keyed.any():
-                idx = np.flatnonzero(keyed)
-                h1, h2 = hash_keys([keys[i] for i in idx])
-                found[idx] = m.get_many(h1, h2)
-            tomb = np.fromiter(tombs, dtype=bool, count=n)
-            has_horizon = np.fromiter((bool(h.attributes & R.DELETE_HORIZON_BIT) for _p, h in batches),
-                                      dtype=bool, count=len(batches))
-            expired = np.fromiter((h.base_timestamp <= now_ms for _p, h in batches), dtype=bool,
-                                  count=len(batches)) & has_horizon
+            offsets = recs.offset
+            if recs.keyed.all():
+                found = m.get_many(recs.h1, recs.h2)
+            else:
+                found = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)  # keyless: never kept
+                found[recs.keyed] = m.get_many(recs.h1, recs.h2)
+            tomb = recs.tomb
+            counts = np.array(recs.count, dtype=np.int64)
+            expired = np.fromiter((bool(h.attributes & R.DELETE_HORIZON_BIT) and h.base_timestamp <= now_ms
+                                   for _p, h in batches), dtype=bool, count=len(batches))
             drop_tomb = np.repeat(expired, counts) & tomb
-            keep = (offsets > latest) | ((offsets >= found) & ~drop_tomb)
-            st.tombstones_dropped += int((drop_tomb & (offsets >= found) & (offsets <= latest)).sum())
+            latest_for_key = offsets >= found
+            keep = (offsets > latest) | (latest_for_key & ~drop_tomb)
+            st.tombstones_dropped += int((drop_tomb & latest_for_key & (offsets <= latest)).sum())
         pending: int | None = None
+        mv = memoryview(chunk)
         for bi, (p, h) in enumerate(batches):
-            i0, cnt, buf, start = spans[bi]
-            if buf is None:
-                if h.record_count or h.is_control:
-                    w.add(memoryview(chunk)[p:p + h.size], h, h.max_timestamp)
-                continue
+            cnt = recs.count[bi]
+            if not cnt:
+                if h.is_control:
+                    w.add(mv[p:p + h.size], h, h.max_timestamp)
+                continue  # an empty batch from an earlier cleaning: rewritten only if it ends a group
+            i0 = recs.first[bi]
             k = keep[i0:i0 + cnt]
-            nk = int(k.sum())
+            nk = int(np.count_nonzero(k))
             if nk == 0:
                 continue
             kept_tomb = bool((tomb[i0:i0 + cnt] & k).any())
-            batch_horizon = bool(h.attributes & R.DELETE_HORIZON_BIT)
-            set_horizon = kept_tomb and not batch_horizon
+            set_horizon = kept_tomb and not h.attributes & R.DELETE_HORIZON_BIT
             if kept_tomb:
                 hz = horizon if set_horizon else h.base_timestamp
                 pending = hz if pending is None else min(pending, hz)
             st.records_kept += nk
             if nk == cnt and not set_horizon:
-                w.add(memoryview(chunk)[p:p + h.size], h, h.max_timestamp)
+                w.add(mv[p:p + h.size], h, h.max_timestamp)
                 continue
-            bounds = bounds_all[bi]
-            idx = np.flatnonzero(k).tolist()
+            idx = (np.flatnonzero(k) + i0).tolist()
             if set_horizon:
-                parts = [_rebase_timestamp(buf[bounds[i]:bounds[i + 1]], h.base_timestamp, horizon) for i in idx]
+                parts = [_rebase_timestamp(recs.record_bytes(i), h.base_timestamp, horizon) for i in idx]
                 base_ts = horizon
                 attrs = h.attributes | R.DELETE_HORIZON_BIT
             else:
-                parts = [buf[bounds[i]:bounds[i + 1]] for i in idx]
+                buf, starts, ends = recs.buf, recs.start, recs.end
+                parts = [buf[a:b] for a, b in zip(starts[idx].tolist(), ends[idx].tolist())]
                 base_ts = h.base_timestamp
                 attrs = h.attributes
             if h.log_append_time:
                 max_ts = h.max_timestamp
             else:
-                max_ts = h.base_timestamp + max(stamps[i0 + i] for i in idx)
+                max_ts = h.base_timestamp + int(recs.ts_delta[idx].max())
             payload = b"".join(parts)
             codec = h.attributes & 0x07
             if codec:
@@ -898,5 +1061,6 @@ def install(store: "LogStore") -> None:
     thread starts at the first wake-up (so a store opened with background=False runs none)."""
     cleaner = LogCleaner(store)
     store.log_cleaner = cleaner  # type: ignore[attr-defined]
+    store.add_topic_listener(cleaner.on_topic_change)
     if store.config.cleaner_enable:
         store.add_periodic(max(store.config.cleaner_backoff_ms, 10) / 1000, cleaner.wake)

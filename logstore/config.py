@@ -20,7 +20,10 @@ from .errors import InvalidConfigError
 LONG_MAX = (1 << 63) - 1
 
 
-def _parse_int(key: str, value: Any, minimum: int | None = None) -> int:
+INT_MAX = (1 << 31) - 1
+
+
+def _parse_int(key: str, value: Any, minimum: int | None = None, maximum: int = LONG_MAX) -> int:
     if isinstance(value, bool):
         raise InvalidConfigError(f"invalid value {value!r} for config {key!r}: expected an integer")
     try:
@@ -29,6 +32,8 @@ def _parse_int(key: str, value: Any, minimum: int | None = None) -> int:
         raise InvalidConfigError(f"invalid value {value!r} for config {key!r}: expected an integer") from None
     if minimum is not None and n < minimum:
         raise InvalidConfigError(f"invalid value {value!r} for config {key!r}: must be at least {minimum}")
+    if n > maximum:
+        raise InvalidConfigError(f"invalid value {value!r} for config {key!r}: must be at most {maximum}")
     return n
 
 
@@ -76,8 +81,13 @@ def _string(key: str, value: Any) -> str:
     return str(value)
 
 
-def _int(minimum: int | None = None) -> Callable[[str, Any], int]:
-    return lambda key, value: _parse_int(key, value, minimum)
+def _int(minimum: int | None = None, maximum: int = LONG_MAX) -> Callable[[str, Any], int]:
+    return lambda key, value: _parse_int(key, value, minimum, maximum)
+
+
+def _int32(minimum: int | None = None) -> Callable[[str, Any], int]:
+    """Kafka's INT-typed configs; these bound file positions, which the indexes store as u32."""
+    return _int(minimum, INT_MAX)
 
 
 @dataclass(frozen=True)
@@ -104,11 +114,11 @@ TOPIC_CONFIGS: dict[str, ConfigDef] = {
     "flush.ms": ConfigDef(str(LONG_MAX), _int(0), "fsync when the oldest unflushed append is this old"),
     "follower.replication.throttled.replicas": ConfigDef("", _string, "replication only", False),
     "leader.replication.throttled.replicas": ConfigDef("", _string, "replication only", False),
-    "index.interval.bytes": ConfigDef("4096", _int(0), "bytes of log between offset index entries"),
+    "index.interval.bytes": ConfigDef("4096", _int32(0), "bytes of log between offset index entries"),
     "local.retention.bytes": ConfigDef("-2", _int(-2), "tiered storage only", False),
     "local.retention.ms": ConfigDef("-2", _int(-2), "tiered storage only", False),
     "max.compaction.lag.ms": ConfigDef(str(LONG_MAX), _int(1), "longest a record stays uncompacted"),
-    "max.message.bytes": ConfigDef("1048588", _int(0), "largest record batch accepted"),
+    "max.message.bytes": ConfigDef("1048588", _int32(0), "largest record batch accepted"),
     "message.timestamp.type": ConfigDef("CreateTime", _choice("CreateTime", "LogAppendTime"),
                                         "CreateTime keeps the producer's, LogAppendTime stamps the broker's"),
     "message.timestamp.difference.max.ms": ConfigDef(str(LONG_MAX), _int(0), "deprecated in Kafka", False),
@@ -122,8 +132,8 @@ TOPIC_CONFIGS: dict[str, ConfigDef] = {
     "remote.storage.enable": ConfigDef("false", _parse_bool, "tiered storage only", False),
     "retention.bytes": ConfigDef("-1", _int(-1), "largest size of a partition before deletion, -1: none"),
     "retention.ms": ConfigDef("604800000", _int(-1), "age after which segments are deleted, -1: none"),
-    "segment.bytes": ConfigDef("1073741824", _int(14), "roll a new segment at this size"),
-    "segment.index.bytes": ConfigDef("10485760", _int(4), "size the index files are preallocated to"),
+    "segment.bytes": ConfigDef("1073741824", _int32(14), "roll a new segment at this size"),
+    "segment.index.bytes": ConfigDef("10485760", _int32(4), "size the index files are preallocated to"),
     "segment.jitter.ms": ConfigDef("0", _int(0), "random jitter subtracted from segment.ms"),
     "segment.ms": ConfigDef("604800000", _int(1), "roll a new segment after this time"),
     "unclean.leader.election.enable": ConfigDef("false", _parse_bool, "replication only", False),

@@ -178,9 +178,10 @@ class Log:
         stats = self.stats
         segs = list(self.segments.values())
         if clean:
-            # trust the files; only a missing index forces a rebuild
+            # trust the files; only a missing index or one of a torn length forces a rebuild
             for seg in segs:
-                if not os.path.exists(seg.index.path) or not os.path.exists(seg.time_index.path):
+                if not seg.index_files_ok():
+                    stats.problems.append(f"rebuilding the indexes of {seg.log_path}: missing or torn")
                     self._recover_segment(seg)
                     stats.indexes_rebuilt += 1
             return
@@ -196,7 +197,8 @@ class Log:
                         later.delete_files()
                         del self.segments[later.base_offset]
                     break
-            elif not os.path.exists(seg.index.path) or not os.path.exists(seg.time_index.path):
+            elif not seg.index_files_ok():
+                stats.problems.append(f"rebuilding the indexes of {seg.log_path}: missing or torn")
                 self._recover_segment(seg)
                 stats.indexes_rebuilt += 1
             else:
@@ -205,6 +207,8 @@ class Log:
                     stats.problems.append(problem)
                     self._recover_segment(seg)
                     stats.indexes_rebuilt += 1
+        for seg in list(self.segments.values())[:-1]:
+            seg.release()  # a log of thousands of segments must not keep each one open after this
         # an empty trailing segment file after a crash is harmless; keep it as the active one
 
     def _recover_segment(self, seg: LogSegment) -> int:
@@ -329,7 +333,10 @@ class Log:
                 if h.producer_id >= 0 and h.base_sequence >= 0 and not h.is_control:
                     self.producer_state.check(h.producer_id, h.producer_epoch, h.base_sequence,
                                               h.last_sequence, where)
-            seg = self._maybe_roll(n, batches, now)
+            try:
+                seg = self._maybe_roll(n, batches, now)
+            except OSError as e:  # creating or preallocating files failed: nothing was appended
+                raise KafkaStorageError(f"cannot roll partition {self.name} in {self.dir}: {e}") from e
             offset = seg.next_offset
             first = offset
             info: list[tuple[int, int, int]] = []
@@ -339,12 +346,15 @@ class Log:
                 R.set_leader_epoch(buf, pos, 0)
                 last = offset + h.last_offset_delta
                 info.append((pos, last, append_time if append_time >= 0 else h.max_timestamp))
-                if h.producer_id >= 0 and h.base_sequence >= 0 and not h.is_control:
-                    self.producer_state.update(h.producer_id, h.producer_epoch, h.base_sequence,
-                                               h.last_sequence, offset, last, h.max_timestamp)
                 offset = last + 1
                 count += h.record_count
             seg.append(buf, info)
+            # only once the bytes are written: a failed write must not make the retry a "duplicate"
+            for (pos, h), (_p, last, _ts) in zip(batches, info):
+                if h.producer_id >= 0 and h.base_sequence >= 0 and not h.is_control:
+                    self.producer_state.update(h.producer_id, h.producer_epoch, h.base_sequence,
+                                               h.last_sequence, last - h.last_offset_delta, last,
+                                               h.max_timestamp)
             leo = offset
             flush_needed = leo - self.recovery_point >= cfg.flush_messages
             result = AppendInfo(first, leo - 1, append_time, self._log_start_offset, flush_needed, count)
@@ -515,10 +525,18 @@ class Log:
         with self.lock:
             if offset >= self.log_end_offset:
                 return
+            if offset < self.segments.peekitem(0)[0]:
+                # nothing kept: restart empty at `offset`, as Kafka's truncateFullyAndStartAt
+                self.truncate_fully(max(offset, 0))
+                return
+            deleted = False
             for base in list(self.segments.keys()):
                 if base >= offset and len(self.segments) > 1 and base != self.segments.peekitem(0)[0]:
                     seg = self.segments.pop(base)
                     seg.delete_files()
+                    deleted = True
+            if deleted:
+                fsync_dir(self.dir)  # a crash must not bring the cut segments back
             seg = self.segments.peekitem(-1)[1]
             seg.activate()
             seg.truncate_to(offset)

@@ -9,7 +9,7 @@ offset, timestamp) of its last five batches, which is what a retrying producer c
 - otherwise out of order (OUT_OF_ORDER_SEQUENCE_NUMBER), or fenced if its epoch is older.
 
 The state is rebuilt from batch headers (never records) of the active segment the first time a
-producer that is unknown since open sends a batch that does not start at sequence 0.
+producer that is unknown since open sends a batch (once per open or truncation).
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ class ProducerStateManager:
     def check(self, pid: int, epoch: int, first_seq: int, last_seq: int, where: str) -> None:
         """Raise if the batch must not be appended (duplicate, out of order, fenced epoch)."""
         e = self.producers.get(pid)
-        if e is None and not self._loaded and first_seq != 0:
+        if e is None and not self._loaded:
+            # even a batch at sequence 0 may be a retry of one appended before the reopen
             self._load()
             e = self.producers.get(pid)
         if e is None:

@@ -90,6 +90,9 @@ class LogSegment:
         self.active = active
         self._fd: int | None = None
         self._fd_lock = threading.Lock()
+        # serialises flush (which runs outside the Log's lock) with seal and close, which unmap
+        # the indexes and close the file that flush syncs
+        self._life_lock = threading.Lock()
         if create:
             fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
             self._fd = fd
@@ -151,9 +154,10 @@ class LogSegment:
         return self._rolling_ts
 
     def _load_tail(self) -> None:
-        """Find the last batch by scanning headers from the last index entry."""
-        _, pos = self.index.last_entry()
-        if pos >= self.size:
+        """Find the last batch by scanning headers from the last index entry (from the top when
+        that entry does not point at its batch: a wrong start would give a wrong log end offset)."""
+        off, pos = self.index.last_entry()
+        if pos and not self._entry_points_at_batch(off, pos):
             pos = 0
         last_end = self.base_offset
         max_ts = -1
@@ -169,6 +173,16 @@ class LogSegment:
         if self._max_ts is None or max_ts > self._max_ts:
             self._max_ts = max_ts
             self._offset_of_max_ts = max_off
+
+    def _entry_points_at_batch(self, offset: int, pos: int, end: int | None = None) -> bool:
+        """Whether an offset index entry (offset, pos) is what `append` writes: the start of a whole
+        batch whose last offset is `offset`."""
+        end = self.size if end is None else end
+        if pos + R.HEADER_SIZE > end:
+            return False
+        h = R.read_header(self.pread(R.HEADER_SIZE, pos))
+        return (h.magic == R.MAGIC and h.last_offset == offset
+                and h.batch_length >= R.HEADER_SIZE - R.LOG_OVERHEAD and pos + h.size <= end)
 
     def _iter_headers_from(self, pos: int, end: int | None = None) -> Iterator[tuple[int, R.BatchHeader]]:
         """(position, header) of each batch from `pos` to `end`, reading in chunks."""
@@ -198,6 +212,10 @@ class LogSegment:
         mv = memoryview(data)
         written = 0
         try:
+            # map (and preallocate) the indexes before writing: failing after the write would leave
+            # whole batches past `size` that recovery would bring back
+            self.index.entries
+            self.time_index.entries
             while written < len(mv):
                 written += os.pwrite(self.fd, mv[written:], pos + written)
         except OSError as e:
@@ -212,7 +230,7 @@ class LogSegment:
             if ts > max_ts:
                 max_ts = ts
                 self._offset_of_max_ts = last_offset
-            if self.bytes_since_last_index > self.index_interval_bytes:
+            if self.bytes_since_last_index > self.index_interval_bytes and not self.index.is_full():
                 self.index.append(last_offset, pos + rel)
                 self.time_index.append(max_ts, self._offset_of_max_ts)
                 self.bytes_since_last_index = 0
@@ -225,22 +243,24 @@ class LogSegment:
 
     # -- read ------------------------------------------------------------------------------
     def find_position(self, offset: int, max_position: int | None = None) -> tuple[int, R.BatchHeader] | None:
-        """(position, header) of the first batch whose last offset >= `offset`, or None."""
+        """(position, header) of the first batch whose last offset >= `offset`, or None.
+
+        Starts at the greatest index entry <= `offset`. An entry is trusted only if it points at
+        the start of a batch whose last offset is the entry's offset (what `append` writes);
+        otherwise (a stale or damaged index) the segment is scanned from the top."""
         end = self.size if max_position is None else max_position
-        _, start = self.index.lookup(offset)
+        entry_offset, start = self.index.lookup(offset)
         if start >= end:
             start = 0
-        first = True
+        checked = start == 0
         for p, h in self._iter_headers_from(start, end):
-            if first:
-                first = False
-                if h.magic != R.MAGIC or h.base_offset < self.base_offset or h.base_offset > offset and p != 0:
-                    if start != 0:
-                        # the index points somewhere that is not a batch of ours: scan from the top
-                        return self._find_by_scan(offset, end)
-            if h.base_offset + h.last_offset_delta >= offset:
+            if not checked:
+                if h.magic != R.MAGIC or h.last_offset != entry_offset:
+                    return self._find_by_scan(offset, end)
+                checked = True
+            if h.last_offset >= offset:
                 return p, h
-        return None
+        return None if checked else self._find_by_scan(offset, end)
 
     def _find_by_scan(self, offset: int, end: int) -> tuple[int, R.BatchHeader] | None:
         for p, h in self._iter_headers_from(0, end):
@@ -290,8 +310,9 @@ class LogSegment:
         the log at the first invalid batch. Returns (bytes truncated, reason or None)."""
         self.index.reset()
         self.time_index.reset()
-        self.index.make_writable() if self.active else None
-        self.time_index.make_writable() if self.active else None
+        # rebuilding writes the indexes, sealed or not; a sealed segment's are trimmed again below
+        self.index.make_writable()
+        self.time_index.make_writable()
         valid_end = 0
         reason: str | None = None
         self.bytes_since_last_index = 0
@@ -320,6 +341,10 @@ class LogSegment:
                         big = self.pread(h.size, pos + p)
                         if R.crc32c(memoryview(big)[R.CRC_START:]) != h.crc:
                             reason = f"CRC mismatch at position {pos + p} of {self.log_path}"
+                            break
+                        if h.base_offset < next_offset:
+                            reason = (f"batch at position {pos + p} of {self.log_path} has offset "
+                                      f"{h.base_offset}, expected at least {next_offset}")
                             break
                         self._index_batch(pos + p, h)
                         next_offset = h.last_offset + 1
@@ -353,6 +378,8 @@ class LogSegment:
         self.size = valid_end
         self._next_offset = next_offset
         if not self.active:
+            if self._max_ts >= 0:  # type: ignore[operator]
+                self.time_index.append_final(self._max_ts, self._offset_of_max_ts)  # type: ignore[arg-type]
             self.index.trim()
             self.time_index.trim()
         return truncated, reason
@@ -361,7 +388,7 @@ class LogSegment:
         if h.max_timestamp > self._max_ts:  # type: ignore[operator]
             self._max_ts = h.max_timestamp
             self._offset_of_max_ts = h.last_offset
-        if self.bytes_since_last_index > self.index_interval_bytes:
+        if self.bytes_since_last_index > self.index_interval_bytes and not self.index.is_full():
             self.index.append(h.last_offset, pos)
             self.time_index.append(self._max_ts, self._offset_of_max_ts)  # type: ignore[arg-type]
             self.bytes_since_last_index = 0
@@ -369,69 +396,94 @@ class LogSegment:
         if self._rolling_ts is None and pos == 0:
             self._rolling_ts = h.max_timestamp if h.max_timestamp >= 0 else self.created_ms
 
+    def index_files_ok(self) -> bool:
+        """Both index files exist and hold whole entries: two stats, no read (the check a clean
+        open affords for every segment; `check_indexes` reads them)."""
+        for idx in (self.index, self.time_index):
+            try:
+                size = os.stat(idx.path).st_size
+            except FileNotFoundError:
+                return False
+            if size % idx.entry_size:
+                return False
+        return True
+
     def check_indexes(self) -> str | None:
         """None when the indexes agree with the log, else what is wrong."""
-        problem = self.index.check(self.size) or self.time_index.check(max(self.next_offset - 1, self.base_offset))
+        problem = self.index.check(self.size)
         if problem:
             return problem
-        n = self.index.entries
-        if n:
+        if self.index.entries:
             off, pos = self.index.last_entry()
-            h = R.read_header(self.pread(R.HEADER_SIZE, pos))
-            if h.magic != R.MAGIC or h.last_offset != off:
+            if not self._entry_points_at_batch(off, pos):
                 return f"offset index {self.index.path} entry for offset {off} does not point at its batch"
-        return None
+        return self.time_index.check(max(self.next_offset - 1, self.base_offset))
 
     # -- truncation ------------------------------------------------------------------------
     def truncate_to(self, offset: int) -> int:
-        """Remove every batch whose last offset >= `offset`. Returns bytes removed."""
+        """Remove every batch whose last offset >= `offset`, whole: the batch holding `offset`
+        goes too, so afterwards `next_offset` <= `offset` (Kafka's truncateTo). Returns bytes
+        removed."""
         found = self.find_position(offset)
         if found is None:
             return 0
         pos, h = found
-        if h.base_offset < offset:
-            pos += h.size  # keep the batch holding `offset - 1`
-            found2 = self.find_position(h.last_offset + 1)
-            if found2 is None:
-                return 0
-            pos = found2[0]
         removed = self.size - pos
-        self.index.truncate_to_offset(offset)
-        self.time_index.truncate_to_offset(offset)
-        os.ftruncate(self.fd, pos)
+        # index keys are batches' last offsets: the kept batches' are all below this batch's base
+        self.index.truncate_to_offset(h.base_offset)
+        self.time_index.truncate_to_offset(h.base_offset)
+        try:
+            os.ftruncate(self.fd, pos)
+            os.fdatasync(self.fd)  # the cut must survive a crash, or recovery would bring it back
+        except OSError as e:
+            raise KafkaStorageError(f"cannot truncate {self.log_path} to position {pos}: {e.strerror}") from e
         self.size = pos
         self._next_offset = None
         self._max_ts = None
         if pos == 0:
             self._rolling_ts = None
         self._load_tail()
-        self.bytes_since_last_index = 0
+        _, last_pos = self.index.last_entry()
+        self.bytes_since_last_index = pos - last_pos if self.index.entries else pos
         return removed
 
     # -- lifecycle -------------------------------------------------------------------------
     def flush(self) -> None:
-        try:
-            if self._fd is not None:
-                os.fdatasync(self._fd)
-            self.index.flush()
-            self.time_index.flush()
-        except OSError as e:
-            raise KafkaStorageError(f"cannot flush {self.log_path}: {e.strerror}") from e
+        """fsync the log and the indexes. Safe against a concurrent seal or close (then a no-op
+        for what they already synced or closed)."""
+        with self._life_lock:
+            if self.closed:
+                return
+            try:
+                if self._fd is not None:
+                    os.fdatasync(self._fd)
+                self.index.flush()
+                self.time_index.flush()
+            except OSError as e:
+                raise KafkaStorageError(f"cannot flush {self.log_path}: {e.strerror}") from e
 
     def seal(self) -> None:
-        """Turn the active segment into a sealed one: trim indexes, fsync everything."""
-        if self._fd is not None:
-            os.fdatasync(self._fd)
-        self.index.trim()
-        self.time_index.trim()
-        for p in (self.index.path, self.time_index.path):
-            if os.path.exists(p):
-                fd = os.open(p, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        self.active = False
+        """Turn the active segment into a sealed one: end the time index with the segment's largest
+        timestamp (a sealed segment's max timestamp is read from there), trim indexes, fsync."""
+        with self._life_lock:
+            try:
+                if self._fd is not None:
+                    os.fdatasync(self._fd)
+                max_ts = self.max_timestamp
+                if max_ts >= 0:
+                    self.time_index.append_final(max_ts, self._offset_of_max_ts)
+                self.index.trim()
+                self.time_index.trim()
+                for p in (self.index.path, self.time_index.path):
+                    if os.path.exists(p):
+                        fd = os.open(p, os.O_RDONLY)
+                        try:
+                            os.fsync(fd)
+                        finally:
+                            os.close(fd)
+            except OSError as e:
+                raise KafkaStorageError(f"cannot seal {self.log_path}: {e.strerror}") from e
+            self.active = False
 
     def activate(self) -> None:
         """Make this (last) segment the active one: writable, preallocated indexes."""
@@ -444,21 +496,34 @@ class LogSegment:
             _, pos = self.index.last_entry()
             self.bytes_since_last_index = self.size - pos if self.index.entries else self.size
 
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        if self.active:
-            self.index.trim()
-            self.time_index.trim()
-        else:
+    def release(self) -> None:
+        """Close the file and unmap the indexes of a sealed segment to save descriptors and maps
+        (recovery reads every segment once); both reopen lazily. Only while no reader holds them."""
+        with self._life_lock:
+            if self.active or self.closed:
+                return
             self.index.close()
             self.time_index.close()
-        if self._fd is not None:
-            try:
-                os.close(self._fd)
-            finally:
-                self._fd = None
+            if self._fd is not None:
+                fd, self._fd = self._fd, None
+                os.close(fd)
+
+    def close(self) -> None:
+        with self._life_lock:
+            if self.closed:
+                return
+            self.closed = True
+            if self.active:
+                self.index.trim()
+                self.time_index.trim()
+            else:
+                self.index.close()
+                self.time_index.close()
+            if self._fd is not None:
+                try:
+                    os.close(self._fd)
+                finally:
+                    self._fd = None
 
     def paths(self) -> list[str]:
         return [self.log_path, self.index.path, self.time_index.path]

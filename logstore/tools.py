@@ -466,13 +466,20 @@ def verify_dir(root: str, *, deep: bool = False,
                 problem = None
                 try:
                     R.check_header(h, position=pos, path=log_path)
-                    if not _crc_ok(data, h):
-                        actual = R.crc32c(memoryview(data)[R.CRC_START:h.size])
-                        problem = f"CRC mismatch: stored {h.crc:#010x}, computed {actual:#010x}"
-                except CorruptRecordError as e:
-                    problem = str(e).split(" at position ")[0]
-                except Exception as e:  # UnsupportedForMessageFormatError and kin
-                    problem = str(e)
+                except Exception as e:  # CorruptRecordError, UnsupportedForMessageFormatError
+                    # the header itself is garbage, so its length cannot be trusted either: what
+                    # follows is not batches; report it once instead of a cascade of junk
+                    rest = os.path.getsize(log_path) - pos
+                    report.problems.append(Problem(log_path, pos, f"{str(e).split(' at position ')[0]}; the "
+                                                                  f"remaining {rest} bytes of the segment are "
+                                                                  "unreadable"))
+                    summary.problems += 1
+                    if progress:
+                        progress(rest - h.size)
+                    break
+                if not _crc_ok(data, h):
+                    actual = R.crc32c(memoryview(data)[R.CRC_START:h.size])
+                    problem = f"CRC mismatch: stored {h.crc:#010x}, computed {actual:#010x}"
                 if problem is None and seg_first and h.base_offset < base:
                     problem = f"batch base offset {h.base_offset} is below the segment's base offset {base}"
                 if problem is None and expected_next is not None and h.base_offset < expected_next:

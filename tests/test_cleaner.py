@@ -432,3 +432,112 @@ def test_compaction_agrees_with_a_dict_model(ops, codec):
             assert {r.key: r.value for r in recs} == live and len(recs) == len(live), "tombstones vanish"
         finally:
             s.close()
+
+
+def test_a_deleted_topic_forgets_its_cleaner_checkpoint(tmp_path):
+    d = tmp_path / "d"
+    with logstore.open(d, background=False) as s:
+        lg = compacted(s)
+        for i in range(100):
+            lg.append([(b"k%d" % (i % 3), b"v", (), NOW)])
+        lg.roll()
+        s.run_cleaner(now_ms=NOW)
+        path = str(d / ckpt.CLEANER_OFFSET_FILE)
+        assert ckpt.read_checkpoint(path) == {("c", 0): 100}
+        s.delete_topic("c")
+        assert ckpt.read_checkpoint(path) == {}
+        lg = compacted(s)  # same name, new topic: all of it is dirty
+        for i in range(100):
+            lg.append([(b"k%d" % (i % 3), b"w", (), NOW)])
+        lg.roll()
+        assert s.log_cleaner.cleanable(lg, NOW).first_dirty == 0
+        s.run_cleaner(now_ms=NOW)
+        assert len(read_all(lg)) == 3
+
+
+# -------------------------------------------------------------------------- vectorised decoding
+
+RECORD = st.tuples(
+    st.one_of(st.none(), st.binary(max_size=8), st.binary(min_size=60, max_size=90)),  # keys short and long
+    st.one_of(st.none(), st.binary(max_size=300)),
+    st.lists(st.tuples(st.text(max_size=3), st.one_of(st.none(), st.binary(max_size=4))), max_size=2),
+    st.integers(min_value=-(1 << 40), max_value=1 << 40),  # timestamp deltas of 1 to 6 varint bytes
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(batches=st.lists(st.tuples(st.lists(RECORD, min_size=1, max_size=12), st.sampled_from(["none", "zstd"]),
+                                  st.integers(min_value=0, max_value=1 << 20)), min_size=1, max_size=4))
+def test_chunk_decoding_agrees_with_the_codec(batches):
+    from logstore.cleaner import ChunkRecords
+    data = bytearray()
+    base = 0
+    expect = []
+    for recs, codec, gap in batches:
+        raw = [(k, v, h, NOW + ts) for k, v, h, ts in recs]
+        b = bytearray(R.build_batch(raw, base_offset=base, compression=codec))
+        expect.extend(R.decode_batch(b))
+        data += b
+        base += len(recs) + gap
+    hs = [(p, h) for p, h in R.iter_headers(bytes(data))]
+    c = ChunkRecords(bytes(data), hs, "test.log", 0)
+    assert c.n == len(expect)
+    assert c.offset.tolist() == [r.offset for r in expect]
+    assert c.tomb.tolist() == [r.value is None for r in expect]
+    assert c.keyed.tolist() == [r.key is not None for r in expect]
+    bases = np.repeat([h.base_timestamp for _p, h in hs], c.count)
+    assert (bases + c.ts_delta).tolist() == [r.timestamp for r in expect]
+    keys = [r.key for r in expect if r.key is not None]
+    h1, h2 = hash_keys(keys)
+    assert c.h1.tolist() == h1.tolist() and c.h2.tolist() == h2.tolist()
+    from logstore.cleaner import _batch_bytes
+    for bi, (_p, h) in enumerate(hs):  # each batch's record bytes make the same batch again
+        i0, n = c.first[bi], c.count[bi]
+        payload = b"".join(c.record_bytes(i) for i in range(i0, i0 + n))
+        again = _batch_bytes(h, h.attributes & ~7, h.base_timestamp, h.max_timestamp, n, payload)
+        assert R.decode_batch(again) == R.decode_batch(bytes(data), _p)
+
+
+def test_digests_are_equal_for_equal_keys_and_differ_otherwise():
+    keys = [b"", b"a", b"a" * 8, b"a" * 9, b"\x00", b"\x00\x00"] + [b"k%d" % i for i in range(20_000)] \
+        + [bytes([i]) * 70 for i in range(50)]
+    h1, h2 = hash_keys(keys)
+    pairs = set(zip(h1.tolist(), h2.tolist()))
+    assert len(pairs) == len(keys)
+    again = hash_keys(list(reversed(keys)))
+    assert again[0].tolist()[::-1] == h1.tolist() and again[1].tolist()[::-1] == h2.tolist()
+
+
+def test_offset_map_tells_apart_digests_that_share_their_first_half():
+    m = OffsetMap(24 * 100)
+    h1 = np.array([5, 5, 5, 7, 5], dtype=np.uint64)
+    h2 = np.array([1, 2, 1, 1, 3], dtype=np.uint64)
+    assert m.put_many(h1, h2, np.arange(10, 15, dtype=np.int64)) == 5
+    assert m.size == 4
+    got = m.get_many(np.array([5, 5, 5, 7, 7], dtype=np.uint64), np.array([1, 2, 3, 1, 2], dtype=np.uint64))
+    assert got.tolist() == [12, 11, 14, 13, -1]
+
+
+def test_retention_deleting_segments_mid_cleaning_aborts_that_swap_only(tmp_path):
+    with logstore.open(tmp_path / "d", background=False) as s:
+        lg = compacted(s, cleanup_policy="compact,delete", retention_ms=60_000, segment_bytes=1500,
+                       file_delete_delay_ms=0)
+        for i in range(60):
+            lg.append([(b"old%d" % (i % 4), b"x" * 30, (), NOW - 3_600_000)])
+        for i in range(60):
+            lg.append([(b"new%d" % (i % 4), b"y" * 30, (), NOW)])
+        lg.roll()
+        ran = []
+
+        def hook(name: str) -> None:
+            if name.startswith("cleaned:") and not ran:
+                ran.append(s.run_retention(now_ms=NOW))  # deletes the group being cleaned
+
+        s.log_cleaner.step_hook = hook
+        stats = s.run_cleaner(now_ms=NOW)
+        assert ran[0].by_time > 0 and stats[0].groups_aborted >= 1
+        assert not [n for n in os.listdir(lg.dir) if n.endswith((".cleaned", ".swap"))]
+        assert ("c", 0) not in s.log_cleaner.checkpoints  # this range is cleaned again next time
+        s.log_cleaner.step_hook = None
+        s.run_cleaner(now_ms=NOW)
+        assert sorted(r.key for r in read_all(lg)) == [b"new0", b"new1", b"new2", b"new3"]

@@ -186,3 +186,33 @@ def test_one_offset_store_per_log_store(tmp_path):
     with logstore.open(str(tmp_path / "a"), background=False) as a:
         again = GroupOffsetStore.of(a, 2)
         assert again is not first and again.committed("g", "t", 0) == 3
+
+
+def test_compaction_of_the_offsets_topic_keeps_the_latest_state(tmp_path):
+    """Our own cleaner compacts __consumer_offsets: after it, a replay gives the same view, from
+    far fewer records; a deleted group's tombstones go once delete.retention.ms has passed."""
+    with logstore.open(str(tmp_path), background=False) as store:
+        gos = GroupOffsetStore(store, 1)
+        for i in range(300):
+            gos.commit("busy", {("t", i % 3): i})
+        gos.commit("gone", {("t", 0): 1})
+        gos.store_group("busy", GroupMetadataValue("consumer", 7, "range", None, 1, ()))
+        gos.delete_group("gone")
+        before = {tp: om.offset for tp, om in gos.fetch("busy").items()}
+        lg = store.partition(OFFSETS_TOPIC, 0)
+        lg.roll()
+        gos.commit("busy", {("t", 9): 9})  # the active segment is not cleaned
+        stats = store.run_cleaner(now_ms=int(time.time() * 1000))
+        assert stats, "the cleaner did not pick __consumer_offsets"
+        kept = len(lg.read(lg.log_start_offset, 1 << 24))
+        assert kept < 20
+        later = int(time.time() * 1000) + store.topic_config(OFFSETS_TOPIC).delete_retention_ms + 1
+        store.run_cleaner(now_ms=later)
+    with logstore.open(str(tmp_path), background=False) as store:
+        gos = GroupOffsetStore(store, 1)
+        assert {tp: om.offset for tp, om in gos.fetch("busy").items()} == {**before, ("t", 9): 9}
+        assert gos.group_metadata("busy").generation == 7
+        assert gos.groups() == ["busy"]
+        assert gos.loaded_records < 20
+        keys = [decode_key(r.key) for r in store.partition(OFFSETS_TOPIC, 0).read(0, 1 << 24)]
+        assert all(k.group == "busy" for k in keys)  # the tombstones of "gone" were dropped

@@ -47,15 +47,13 @@ def test_time_retention_deletes_old_segments_by_their_largest_timestamp(tmp_path
         lg.roll()
         segs = list(lg.segments.values())
         old = [x for x in segs[:-1] if x.max_timestamp < NOW - HOUR]
-        # the segment holding both old and young records has a young largest timestamp: it stays
-        mixed_base = max(x.base_offset for x in old) + 1 if old else 0
         res = s.run_retention(now_ms=NOW)
         assert res.by_time == len(old) > 0 and res.by_size == 0
         first = lg.segments.peekitem(0)[1]
         assert lg.log_start_offset == first.base_offset
         assert first.max_timestamp >= NOW - HOUR
         assert all(r.timestamp >= NOW - 3 * HOUR for r in read_all(lg))
-        assert lg.log_start_offset <= 50 <= lg.log_end_offset and lg.log_start_offset >= mixed_base - 1
+        assert lg.log_start_offset <= 50  # the young records are all there
         with pytest.raises(OffsetOutOfRangeError, match="out of range"):
             lg.read(0)
         assert start_checkpoint(d) == {("t", 0): lg.log_start_offset}
@@ -218,6 +216,10 @@ def test_reads_racing_with_deletion_never_see_partial_data(tmp_path):
                 except Exception as e:  # noqa: BLE001 - any other error is the failure we look for
                     errors.append(e)
                     return
+                if not recs:
+                    off = 0  # caught up: start again from the (moving) beginning
+                    continue
+                time.sleep(0.001)  # a slow consumer, so deletion overtakes it
                 for r in recs:
                     if r.offset < off or r.value != b"v%d" % r.offset:
                         errors.append(AssertionError(f"bad record {r} reading from {off}"))
@@ -243,7 +245,8 @@ def test_reads_racing_with_deletion_never_see_partial_data(tmp_path):
             for t in threads:
                 t.join()
         assert not errors, errors[0]
-        assert seen[0] > 100 and lg.log_start_offset > 0
+        print(f"\nracing readers: {seen[0]} records read, {seen[1]} reads fell below the moving start offset")
+        assert seen[0] > 100 and seen[1] > 0 and lg.log_start_offset > 0
         assert lg.size <= 6000 + 2000
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import re
 import signal
 import subprocess
 import sys
@@ -25,8 +23,9 @@ confluent_kafka = pytest.importorskip("confluent_kafka")
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
+from broker.pytest_plugin import BrokerProcess, start_broker  # noqa: E402
+
 SESSION_MS = 3000
-ROOT = Path(__file__).resolve().parents[2]
 
 BROKER_PROPS = {
     "offsets.topic.num.partitions": "5",
@@ -35,63 +34,14 @@ BROKER_PROPS = {
 }
 
 
-# -- the broker as a real process ---------------------------------------------------------------------
-class BrokerProcess:
-    """`python -m broker.cli serve server.properties` on port 0; learns the bound port from the
-    line the server prints once it listens."""
-
-    def __init__(self, data_dir: Path, props: dict[str, str] | None = None):
-        self.data_dir = data_dir
-        self.props = dict(BROKER_PROPS, **(props or {}))
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-        self.output: list[str] = []
-
-    def start(self, timeout: float = 30.0) -> "BrokerProcess":
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        conf = self.data_dir.parent / f"{self.data_dir.name}.properties"
-        lines = {"listeners": "PLAINTEXT://127.0.0.1:0", "log.dirs": str(self.data_dir), **self.props}
-        conf.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
-        self.proc = subprocess.Popen([sys.executable, "-m", "broker.cli", "serve", str(conf)], cwd=ROOT,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        found: queue.Queue[int] = queue.Queue()
-
-        def pump() -> None:
-            assert self.proc is not None and self.proc.stdout is not None
-            for line in self.proc.stdout:
-                self.output.append(line)
-                m = re.search(r"(?:127\.0\.0\.1|localhost|0\.0\.0\.0):(\d{2,5})\b", line)
-                if m and not self.port:
-                    found.put(int(m.group(1)))
-        threading.Thread(target=pump, daemon=True).start()
-        try:
-            self.port = found.get(timeout=timeout)
-        except queue.Empty:
-            self.kill()
-            raise AssertionError("broker did not report its port:\n" + "".join(self.output[-30:])) from None
-        return self
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+# -- the broker as a real process (the project's pytest plugin starts `logstore serve`) -------------------
+def start(data_dir: Path) -> BrokerProcess:
+    return start_broker(str(data_dir), overrides=BROKER_PROPS)
 
 
 @pytest.fixture
 def broker(tmp_path):
-    b = BrokerProcess(tmp_path / "data").start()
+    b = start(tmp_path / "data")
     yield b
     b.stop()
 
@@ -333,7 +283,7 @@ def committed(bootstrap: str, group: str, tps: list[tuple[str, int]]) -> dict[tu
 
 
 def test_offsets_survive_broker_kill_9(tmp_path):
-    b = BrokerProcess(tmp_path / "data").start()
+    b = start(tmp_path / "data")
     try:
         create_topic(b.bootstrap, "d", 3)
         c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "durable", "enable.auto.commit": False})
@@ -344,7 +294,7 @@ def test_offsets_survive_broker_kill_9(tmp_path):
             {("d", 0): 5, ("d", 1): 7, ("d", 2): 11}
     finally:
         b.kill()
-    b = BrokerProcess(tmp_path / "data").start()
+    b = start(tmp_path / "data")
     try:
         assert committed(b.bootstrap, "durable", [("d", 0), ("d", 1), ("d", 2)]) == \
             {("d", 0): 5, ("d", 1): 7, ("d", 2): 11}

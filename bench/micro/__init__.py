@@ -1,0 +1,1 @@
+"""pytest-benchmark micro benchmarks, run by `python -m bench` (not by `make test`)."""

@@ -1,0 +1,65 @@
+"""Helpers shared by handlers: building a kio response of the request's own version."""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+from dataclasses import fields
+from functools import lru_cache
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from logstore.errors import LogStoreError
+
+ZERO = datetime.timedelta(0)
+NO_AUTH_OPS = -(2**31)
+
+
+@lru_cache(maxsize=None)
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in fields(cls))
+
+
+@lru_cache(maxsize=None)
+def _module_of(request_cls: type) -> Any:
+    return importlib.import_module(request_cls.__module__.rsplit(".", 1)[0] + ".response")
+
+
+def response_module(request: Any) -> Any:
+    """The kio module holding the response classes of the request's version."""
+    return _module_of(type(request))
+
+
+def version(request: Any) -> int:
+    return int(type(request).__version__)
+
+
+def make(cls: type, **kw: Any) -> Any:
+    """Instantiate a kio entity from the keyword arguments it has fields for (versions differ
+    mostly in which fields exist). `error_code` ints become ErrorCode; a missing throttle_time is 0."""
+    names = _field_names(cls)
+    args = {k: v for k, v in kw.items() if k in names}
+    if "error_code" in args:
+        args["error_code"] = ErrorCode(int(args["error_code"]))
+    if "throttle_time" in names and "throttle_time" not in args:
+        args["throttle_time"] = ZERO
+    return cls(**args)
+
+
+def has_field(cls: type, name: str) -> bool:
+    return name in _field_names(cls)
+
+
+def ms(value: Any) -> int:
+    if isinstance(value, datetime.timedelta):
+        return int(value / datetime.timedelta(milliseconds=1))
+    return int(value)
+
+
+def error_of(exc: BaseException) -> tuple[int, str]:
+    """(Kafka error code, message) for an exception raised by logstore."""
+    if isinstance(exc, LogStoreError):
+        code = exc.error_code
+        return (code if code is not None else -1), str(exc)
+    return -1, f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,128 @@
+"""Fetch (1): whole file regions out, long polling woken by appends.
+
+For each requested partition the log returns the file region of whole batches from the batch
+holding `fetch_offset` (it may start before the offset, and may end inside a batch when a limit
+cuts it, as Kafka's does; clients skip both). Limits: `partition_max_bytes` per partition and
+`max_bytes` for the response, except that the first partition with data always returns at least
+one full batch (KIP-74). The response is written by `protocol.write_fetch_response` as a list of
+buffers, so record bytes are never re-encoded.
+
+Long polling: when fewer than `min_bytes` are available and `max_wait_ms` > 0, the request parks
+on the server's append waiters of its partitions and is recomputed when one of them grows, or
+answered at the deadline. Errors (unknown partition, OFFSET_OUT_OF_RANGE) answer at once.
+
+Fetch sessions (v7+) are not kept: every answer has session_id 0, which tells the client to keep
+sending full fetch requests. Without transactions, last_stable_offset = high watermark, and the
+isolation level changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+from logstore.errors import LogStoreError, OffsetOutOfRangeError
+
+from ..protocol import PartitionResult, TopicResult, write_fetch_response
+from ..protocol.fetch_writer import MAX_VERSION, MIN_VERSION
+from ._util import ms
+
+log = logging.getLogger("broker.handlers.fetch")
+
+UNKNOWN_TOPIC_OR_PARTITION = 3
+OFFSET_OUT_OF_RANGE = 1
+UNKNOWN_TOPIC_ID = 100
+KAFKA_STORAGE_ERROR = 56
+
+
+def _collect(server: Any, request: Any, v: int) -> tuple[list[TopicResult], int, bool, list[Any]]:
+    """One pass over the requested partitions: (topics, bytes, any error, logs read)."""
+    store = server.store
+    budget = int(request.max_bytes) if v >= 3 else 2**31 - 1
+    if budget <= 0:
+        budget = 2**31 - 1
+    total = 0
+    errors = False
+    logs: list[Any] = []
+    topics: list[TopicResult] = []
+    for ft in request.topics:
+        name = getattr(ft, "topic", None)
+        tid = getattr(ft, "topic_id", None)
+        terr = 0
+        if v >= 13:
+            try:
+                info = store.topic_by_id(tid)
+                name = info.name
+            except LogStoreError:
+                terr = UNKNOWN_TOPIC_ID
+        parts: list[PartitionResult] = []
+        topics.append(TopicResult(name or "", tid, parts))
+        for fp in ft.partitions:
+            idx = int(fp.partition)
+            if terr:
+                parts.append(PartitionResult(idx, terr))
+                errors = True
+                continue
+            try:
+                lg = store.partition(name, idx)
+            except LogStoreError:
+                parts.append(PartitionResult(idx, UNKNOWN_TOPIC_OR_PARTITION))
+                errors = True
+                continue
+            logs.append(lg)
+            offset = int(fp.fetch_offset)
+            hw = lg.log_end_offset
+            lso = lg.log_start_offset
+            pr = PartitionResult(idx, 0, hw, hw, lso)
+            parts.append(pr)
+            limit = min(int(fp.partition_max_bytes), budget - total)
+            if limit <= 0 and total > 0:
+                continue
+            try:
+                s = lg.read_slice(offset, max(limit, 1), min_one=(total == 0))
+                data = s.read() if s.size else b""
+            except OffsetOutOfRangeError:
+                pr.error_code = OFFSET_OUT_OF_RANGE
+                pr.high_watermark = lg.log_end_offset
+                pr.last_stable_offset = pr.high_watermark
+                pr.log_start_offset = lg.log_start_offset
+                errors = True
+                continue
+            except (OSError, ValueError) as e:
+                # the segment went away under us (retention, delete): nothing now, the client retries
+                log.debug("fetch %s-%d at %d: %s", name, idx, offset, e)
+                continue
+            except LogStoreError as e:
+                pr.error_code = e.error_code if e.error_code and e.error_code > 0 else KAFKA_STORAGE_ERROR
+                errors = True
+                continue
+            if data:
+                pr.records = [data]
+                pr.records_size = len(data)
+                total += len(data)
+    return topics, total, errors, logs
+
+
+async def fetch(ctx: Any, request: Any) -> Any:
+    server = ctx.server
+    v = int(type(request).__version__)
+    min_bytes = int(request.min_bytes)
+    max_wait_s = max(ms(request.max_wait), 0) / 1000.0
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        topics, total, errors, logs = _collect(server, request, v)
+        remaining = deadline - time.monotonic()
+        if total >= min_bytes or errors or remaining <= 0 or not logs or server.stopping:
+            break
+        await server.wait_for_append(logs, remaining)
+    return write_fetch_response(v, ctx.header.correlation_id, topics, error_code=0, session_id=0)
+
+
+def register(registry: Any) -> None:
+    registry.register(1, fetch, min_version=MIN_VERSION, max_version=MAX_VERSION)
+
+
+__all__ = ["fetch", "register", "uuid"]

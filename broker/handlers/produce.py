@@ -1,0 +1,119 @@
+"""Produce (0): whole record batches in, appended as sent.
+
+The records of each partition are handed to `Log.append_batches` as the bytes kio decoded; the
+log validates each batch header (size, magic, CRC, max.message.bytes, producer sequences) and
+assigns offsets by rewriting baseOffset. No record is parsed here.
+
+Errors are per partition: UNKNOWN_TOPIC_OR_PARTITION (3), CORRUPT_MESSAGE (2),
+MESSAGE_TOO_LARGE (10), UNSUPPORTED_FOR_MESSAGE_FORMAT (43), OUT_OF_ORDER_SEQUENCE_NUMBER (45),
+INVALID_RECORD (87), INVALID_TOPIC_EXCEPTION (17) for internal topics, INVALID_REQUIRED_ACKS (21).
+A duplicate batch of an idempotent producer is answered as success with the offset it got the
+first time, as Kafka does.
+
+Durability: appends run with `flush=False`; when the topic's flush policy (`flush.messages`)
+asks for a flush, acks=all waits for it in a worker thread (concurrent flushes share fsyncs
+inside `Log.flush`), other acks let it run in the background. acks=0 gets no response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from typing import Any
+
+from logstore.errors import DuplicateSequenceError, LogStoreError
+
+from ._util import error_of, make, response_module
+
+log = logging.getLogger("broker.handlers.produce")
+
+INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
+UNKNOWN_TOPIC_OR_PARTITION = 3
+INVALID_TOPIC = 17
+INVALID_REQUIRED_ACKS = 21
+CORRUPT_MESSAGE = 2
+KAFKA_STORAGE_ERROR = 56
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def _ts(ms: int) -> datetime.datetime | None:
+    return None if ms < 0 else _EPOCH + datetime.timedelta(milliseconds=ms)
+
+
+def _log_flush_error(fut: "asyncio.Future[Any]") -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.error("background flush failed: %s", fut.exception())
+
+
+async def produce(ctx: Any, request: Any) -> Any:
+    server = ctx.server
+    store = server.store
+    acks = int(request.acks)
+    loop = asyncio.get_running_loop()
+    results: list[tuple[str, list[list[Any]]]] = []   # [index, error, base_offset, append_time, lso, message]
+    waits: list[tuple[list[Any], Any]] = []
+    for t in request.topic_data:
+        name = t.name
+        parts: list[list[Any]] = []
+        results.append((name, parts))
+        for pd in t.partition_data:
+            idx = int(pd.index)
+            if acks not in (0, 1, -1):
+                parts.append([idx, INVALID_REQUIRED_ACKS, -1, -1, -1, f"acks must be 0, 1 or -1, not {acks}"])
+                continue
+            if name in INTERNAL_TOPICS:
+                parts.append([idx, INVALID_TOPIC, -1, -1, -1, f"cannot produce to internal topic {name}"])
+                continue
+            try:
+                lg = store.partition(name, idx)
+            except LogStoreError as e:
+                parts.append([idx, UNKNOWN_TOPIC_OR_PARTITION, -1, -1, -1, str(e)])
+                continue
+            records = pd.records
+            if not records:
+                parts.append([idx, CORRUPT_MESSAGE, -1, -1, -1, "no records in produce request"])
+                continue
+            try:
+                info = lg.append_batches(records, flush=False)
+            except DuplicateSequenceError as e:
+                parts.append([idx, 0, e.first_offset, -1, lg.log_start_offset, None])
+                continue
+            except LogStoreError as e:
+                code, msg = error_of(e)
+                if acks != 0:
+                    log.debug("produce to %s-%d refused: %s", name, idx, msg)
+                parts.append([idx, code, -1, -1, -1, msg])
+                continue
+            except Exception as e:  # noqa: BLE001
+                log.exception("produce to %s-%d failed", name, idx)
+                parts.append([idx, -1, -1, -1, -1, f"{type(e).__name__}: {e}"])
+                continue
+            entry = [idx, 0, info.first_offset, info.log_append_time, info.log_start_offset, None]
+            parts.append(entry)
+            if info.flush_needed:
+                fut = loop.run_in_executor(server.flush_executor, lg.flush, info.last_offset + 1)
+                if acks == -1:
+                    waits.append((entry, fut))
+                else:
+                    fut.add_done_callback(_log_flush_error)
+    for entry, fut in waits:
+        try:
+            await fut
+        except Exception as e:  # noqa: BLE001
+            entry[1], entry[2], entry[5] = KAFKA_STORAGE_ERROR, -1, f"flush failed: {e}"
+    if acks == 0:
+        return None
+    mod = response_module(request)
+    return make(mod.ProduceResponse, responses=tuple(
+        make(mod.TopicProduceResponse, name=name, partition_responses=tuple(
+            make(mod.PartitionProduceResponse, index=i, error_code=err, base_offset=base, log_append_time=_ts(at),
+                 log_start_offset=lso, record_errors=(), error_message=msg)
+            for i, err, base, at, lso, msg in parts))
+        for name, parts in results))
+
+
+def register(registry: Any) -> None:
+    # v0-2 stay advertised (KAFKA-18659: librdkafka derives features from the advertised range)
+    # but are not served: only RecordBatch v2 is stored, and kio has no schemas for them.
+    registry.register(0, produce, min_version=3, max_version=11, advertise_min=0)

@@ -1,0 +1,260 @@
+"""A log dir (logstore/store.py): the lock, config and topic-name validation, topic metadata across
+reopens, clean versus unclean opens (what recovery scans), damaged checkpoints."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+import logstore
+from logstore import checkpoint as ckpt
+from logstore.errors import (InvalidConfigError, InvalidPartitionsError, InvalidTopicError, LogDirLockedError,
+                             OffsetOutOfRangeError, TopicAlreadyExistsError, UnknownTopicOrPartitionError)
+from logstore.store import CLEAN_SHUTDOWN_FILE
+
+PY = sys.executable
+
+
+def fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_embedded_api(tmp_path):
+    with logstore.open(str(tmp_path / "d"), background=False) as store:
+        store.create_topic("events", partitions=3, config={"segment.bytes": 1 << 20})
+        assert store.topics() == ["events"]
+        lg = store.partition("events", 0)
+        first = lg.append([(b"key", b"value"), (None, b"v2", [("h", b"x")])])
+        assert first == 0
+        assert [(r.offset, r.key, r.value, r.headers) for r in lg.read(0)] == [
+            (0, b"key", b"value", []), (1, None, b"v2", [("h", b"x")])]
+        assert (lg.log_start_offset, lg.log_end_offset) == (0, 2)
+        assert lg.offset_for_timestamp(0) == (0, lg.read(0)[0].timestamp)
+        with pytest.raises(UnknownTopicOrPartitionError, match="has no partition 3"):
+            store.partition("events", 3)
+        with pytest.raises(UnknownTopicOrPartitionError, match="unknown topic 'nope'"):
+            store.partition("nope", 0)
+    assert store.closed
+
+
+def test_second_open_in_the_same_process_fails_at_once(tmp_path):
+    d = str(tmp_path / "d")
+    s = logstore.open(d, background=False)
+    with pytest.raises(LogDirLockedError, match=f"log dir {d} is already open .*pid {os.getpid()}"):
+        logstore.open(d, background=False)
+    s.close()
+    logstore.open(d, background=False).close()  # released by close
+
+
+def test_second_open_from_another_process_fails_at_once(tmp_path):
+    d = str(tmp_path / "d")
+    s = logstore.open(d, background=False)
+    code = ("import logstore, sys\n"
+            "try:\n    logstore.open(sys.argv[1])\n"
+            "except logstore.LogDirLockedError as e:\n    print(e); sys.exit(3)\n")
+    t0 = time.monotonic()
+    p = subprocess.run([PY, "-c", code, d], capture_output=True, text=True, timeout=60)
+    took = time.monotonic() - t0
+    assert p.returncode == 3, p.stderr
+    assert "already open in another process" in p.stdout and d in p.stdout and str(os.getpid()) in p.stdout
+    assert took < 20  # "at once": no waiting on the lock (the bound is the interpreter's start-up)
+    s.close()
+    p = subprocess.run([PY, "-c", code + "print('opened')\n", d], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "opened" in p.stdout
+
+
+def test_unknown_and_bad_config_names_the_key(tmp_path, store):
+    with pytest.raises(InvalidConfigError, match="unknown store config 'log.bogus'"):
+        logstore.open(str(tmp_path / "x"), {"log.bogus": 1})
+    with pytest.raises(InvalidConfigError, match="unknown topic config 'segment.byte'"):
+        store.create_topic("t", 1, {"segment.byte": 100})
+    with pytest.raises(InvalidConfigError, match="'retention.ms'.*expected an integer"):
+        store.create_topic("t", 1, {"retention.ms": "soon"})
+    assert store.topics() == []
+    store.create_topic("t", 1)
+    with pytest.raises(InvalidConfigError, match="unknown topic config 'flush.mesages'"):
+        store.alter_topic_config("t", {"flush.mesages": 1})
+    with pytest.raises(InvalidConfigError, match="unknown topic config 'nope'"):
+        store.alter_topic_config("t", delete=["nope"])
+    with pytest.raises(InvalidConfigError, match="'cleanup.policy'"):
+        store.set_topic_config("t", {"cleanup.policy": "shred"})
+
+
+@pytest.mark.parametrize("name,why", [
+    ("", "non-empty"), (".", "not allowed"), ("..", "not allowed"), ("a" * 250, "longer than 249"),
+    ("has space", "' '"), ("slash/es", "'/'"), ("t\u00e9", "'\u00e9'"), ("colon:", "':'"), (5, "non-empty string"),
+])
+def test_bad_topic_names_are_rejected_with_the_name(store, name, why):
+    with pytest.raises(InvalidTopicError) as e:
+        store.create_topic(name)
+    assert why in str(e.value)
+    if isinstance(name, str) and name and len(name) < 50:
+        assert repr(name) in str(e.value)
+
+
+def test_good_topic_names_and_collisions(store):
+    for name in ("a" * 249, "A.b_c-9", "...", "_x"):
+        store.create_topic(name)
+    with pytest.raises(TopicAlreadyExistsError, match="'_x' already exists"):
+        store.create_topic("_x")
+    store.create_topic("my.topic")
+    with pytest.raises(InvalidTopicError, match="collides with existing topic 'my.topic'"):
+        store.create_topic("my_topic")
+    with pytest.raises(InvalidPartitionsError):
+        store.create_topic("zero", 0)
+    with pytest.raises(InvalidTopicError, match="reserved"):
+        store.create_topic("__cluster_metadata")
+
+
+def test_topic_metadata_survives_reopen(tmp_path):
+    d = str(tmp_path / "d")
+    with logstore.open(d, background=False) as s:
+        s.create_topic("a", 2, {"retention.ms": 1000})
+        s.create_topic("b", 1)
+        s.create_topic("gone", 3)
+        s.partition("a", 1).append([(b"k", b"v")])
+        s.alter_topic_config("a", {"segment.bytes": 5000}, delete=["retention.ms"])
+        s.create_partitions("b", 4)
+        s.delete_topic("gone")
+        assert not any(n.startswith("gone-") for n in os.listdir(d))
+        with pytest.raises(InvalidPartitionsError):
+            s.create_partitions("b", 2)
+    with logstore.open(d, background=False) as s:
+        assert s.topics() == ["a", "b"]
+        assert s.topic("a").partitions == 2 and s.topic("b").partitions == 4
+        assert s.topic("a").config == {"segment.bytes": "5000"}
+        assert s.topic_config("a").segment_bytes == 5000 and s.topic_config("a").retention_ms == 604800000
+        assert s.partition("a", 1).read(0)[0].value == b"v"
+        assert s.partition("b", 3).log_end_offset == 0
+        s.create_topic("gone", 1)  # a new topic of the old name starts empty
+        assert s.partition("gone", 0).log_end_offset == 0
+    # an unclean stop right after the changes keeps them too (the metadata log is fsynced)
+    s = logstore.open(d, background=False)
+    s.delete_topic("b")
+    s.create_topic("c", 2, {"cleanup.policy": "compact"})
+    s.set_topic_config("a", {"retention.bytes": 10})
+    copy = str(tmp_path / "copy")
+    shutil.copytree(d, copy)
+    s.close()
+    with logstore.open(copy, background=False) as s2:
+        assert not s2.clean_open
+        assert s2.topics() == ["a", "c", "gone"]
+        assert s2.topic("a").config == {"retention.bytes": "10"} and s2.topic_config("c").compact
+
+
+def test_delete_topic_removes_its_directories_and_finishes_after_a_crash(tmp_path, store):
+    store.create_topic("t", 3)
+    store.partition("t", 2).append([(b"k", b"v")])
+    store.delete_topic("t")
+    assert [n for n in os.listdir(store.path) if n.startswith("t-")] == []
+    with pytest.raises(UnknownTopicOrPartitionError):
+        store.partition("t", 0)
+    # an interrupted delete (renamed, not yet removed) is finished at the next open
+    store.close()
+    leftover = os.path.join(store.path, "t-0.abc-delete")
+    os.makedirs(leftover)
+    with logstore.open(store.path, background=False) as s:
+        assert not os.path.exists(leftover) and s.topics() == []
+
+
+def test_delete_records_and_log_start_survive_reopen(tmp_path):
+    d = str(tmp_path / "d")
+    with logstore.open(d, background=False) as s:
+        s.create_topic("t", 1, {"segment.bytes": 300})
+        lg = s.partition("t", 0)
+        for i in range(20):
+            lg.append([(b"k", b"%d" % i)])
+        assert s.delete_records("t", 0, 7) == 7
+    with logstore.open(d, background=False) as s:
+        lg = s.partition("t", 0)
+        assert lg.log_start_offset == 7 and lg.read(7)[0].value == b"7"
+        with pytest.raises(OffsetOutOfRangeError, match="valid offsets are 7 to 20"):
+            lg.read(6)
+
+
+@pytest.fixture(scope="module")
+def thousand_segments(tmp_path_factory):
+    """A closed (clean) log dir holding a partition of 1,000 segments."""
+    d = str(tmp_path_factory.mktemp("thousand") / "d")
+    with logstore.open(d, background=False) as s:
+        s.create_topic("big", 1, {"segment.bytes": 100})
+        lg = s.partition("big", 0)
+        for i in range(1000):
+            lg.append([(b"k", b"v%d" % i)])
+        assert len(lg.segments) == 1000
+    return d
+
+
+def test_clean_reopen_of_1000_segments_scans_nothing(tmp_path, thousand_segments):
+    d = str(tmp_path / "d")
+    shutil.copytree(thousand_segments, d)
+    before = fds()
+    t0 = time.perf_counter()
+    s = logstore.open(d, background=False)
+    took = time.perf_counter() - t0
+    assert s.clean_open
+    rs = s.recovery_stats
+    assert (rs.segments_scanned, rs.bytes_scanned, rs.indexes_rebuilt, rs.problems) == (0, 0, 0, [])
+    assert fds() - before < 20  # no descriptor per segment: sealed segments open lazily
+    lg = s.partition("big", 0)
+    assert len(lg.segments) == 1000 and lg.log_end_offset == 1000
+    opened = [seg for seg in lg.segments.values() if seg._fd is not None]
+    assert len(opened) <= 2
+    assert lg.read(537)[0].value == b"v537" and lg.append([(b"k", b"more")]) == 1000
+    s.close()
+    assert took < 5, took
+
+
+def test_unclean_reopen_scans_only_past_the_recovery_point(tmp_path, thousand_segments):
+    d = str(tmp_path / "d")
+    shutil.copytree(thousand_segments, d)
+    os.unlink(os.path.join(d, CLEAN_SHUTDOWN_FILE))
+    before = fds()
+    s = logstore.open(d, background=False)
+    assert not s.clean_open
+    rs = s.recovery_stats
+    last_segment = os.path.getsize(os.path.join(d, "big-0", f"{999:020d}.log"))
+    # the recovery point is the log end: only the active segment of each partition is scanned
+    assert rs.segments_scanned <= 2 and rs.bytes_scanned < 10 * last_segment + 4096
+    assert rs.problems == []
+    assert fds() - before < 20  # the index checks of 999 sealed segments did not keep them open
+    lg = s.partition("big", 0)
+    assert lg.read(999)[0].value == b"v999" and lg.read(3)[0].value == b"v3"
+    s.close()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "wrong_count", "empty", "binary"])
+def test_a_damaged_checkpoint_costs_a_full_recovery_not_data(tmp_path, damage):
+    d = str(tmp_path / "d")
+    with logstore.open(d, background=False) as s:
+        s.create_topic("t", 2, {"segment.bytes": 500})
+        for p in (0, 1):
+            for i in range(30):
+                s.partition("t", p).append([(b"k", b"%d-%d" % (p, i))])
+    path = os.path.join(d, ckpt.RECOVERY_POINT_FILE)
+    text = {"garbage": "0\n2\nt 0 banana\nt 1 5\n", "wrong_count": "0\n7\nt 0 30\n", "empty": "",
+            "binary": None}[damage]
+    with open(path, "wb") as f:
+        f.write(b"\xff\xfe\x00garbage" if text is None else text.encode())
+    with logstore.open(d, background=False) as s:
+        rs = s.recovery_stats
+        assert not s.clean_open
+        assert any(path in p for p in rs.problems), rs.problems
+        # every segment of both partitions (and the metadata log's) was scanned
+        assert rs.segments_scanned >= sum(len(s.partition("t", p).segments) for p in (0, 1)) + 1
+        for p in (0, 1):
+            lg = s.partition("t", p)
+            got = []
+            off = 0
+            while off < lg.log_end_offset:
+                recs = lg.read(off)
+                got += [r.value for r in recs]
+                off = recs[-1].offset + 1
+            assert got == [b"%d-%d" % (p, i) for i in range(30)]
+    with logstore.open(d, background=False) as s:  # and the next open is clean again
+        assert s.clean_open and s.recovery_stats.segments_scanned == 0
