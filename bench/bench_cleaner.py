@@ -13,7 +13,7 @@ times), in 64 MiB segments (4 MiB with --quick), then measures, in this order an
                   buffer), from the key map to the last swap, fsyncs included
 Figures: MB/s and records/s of each, the cleaner's ratio to each read, bytes and records left,
 the key map's size, and the process's peak RSS growth during the cleaning. Written to
-bench/results/cleaner.json. The log is written with cleanup.policy=delete (so producing it does
+bench/results/cleaner.json (cleaner-quick.json with --quick). The log is written with cleanup.policy=delete (so producing it does
 not decode every record for the key check) and switched to compact before cleaning.
 """
 
@@ -38,6 +38,7 @@ from logstore import records as R
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "cleaner.json"
+RESULTS_QUICK = ROOT / "bench" / "results" / "cleaner-quick.json"  # so --quick never overwrites a full run
 BATCH_RECORDS = 200
 
 
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--live", type=float, default=0.01, help="distinct keys / records")
     ap.add_argument("--dedupe-mb", type=int, default=128)
     ap.add_argument("--dir", default=None, help="where to build the log (default: a temp dir)")
-    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--out", default=None, help=f"default {RESULTS} ({RESULTS_QUICK.name} with --quick)")
     args = ap.parse_args(argv)
     size = (args.size_mb or (32 if args.quick else 1024)) << 20
     segment_bytes = (4 if args.quick else 64) << 20
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"clean / read raw = {res['ratio_to_read_raw']:.3f}")
     print(f"after          {kept_bytes / mb:9.2f} MiB  {left:,} records; map {m.nbytes / mb:.0f} MiB "
           f"holding {m.size:,} keys; peak RSS growth {res['peak_rss_growth_bytes'] / mb:.1f} MiB")
-    out = Path(args.out)
+    out = Path(args.out or (RESULTS_QUICK if args.quick else RESULTS))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")
     print(f"written to {out}")

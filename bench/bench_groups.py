@@ -164,7 +164,8 @@ def _clients(seconds: float) -> dict:
             "group.min.session.timeout.ms": "1000"})
         boot = broker.bootstrap
         try:
-            AdminClient({"bootstrap.servers": boot}).create_topics([NewTopic("b32", 32, 1)])["b32"].result(20)
+            admin = AdminClient({"bootstrap.servers": boot})  # held: a dropped client cancels its futures
+            admin.create_topics([NewTopic("b32", 32, 1)])["b32"].result(20)
             consumers = [Consumer({"bootstrap.servers": boot, "group.id": "bench8", "session.timeout.ms": 6000,
                                    "heartbeat.interval.ms": 100, "enable.auto.commit": False, "log_level": 3})
                          for _ in range(8)]

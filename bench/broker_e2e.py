@@ -8,17 +8,19 @@ client process (`python -m bench.broker_e2e --client JSON`, one JSON line out), 
 never share an interpreter with the broker or the harness. Records are 100-byte values, no key.
 
   produce_acks1 / produce_acksall   confluent-kafka, linger.ms=5, batch.size=1048576, 1 partition
-  produce_kafka_python              kafka-python, acks=1, linger_ms=5, batch_size=1048576
+  produce_kafka_python              kafka-python, acks=1, linger_ms=5, batch_size=1048576 (200,000
+                                    records: it produces ~15 K records/s on this machine)
   consume / consume_kafka_python    read every record back from offset 0 (assign, no group);
                                     rates from the first record received to the last
   tcp_baseline                      the same number of bytes through a loopback TCP socket,
                                     sender and receiver in two processes: the ceiling
-  latency_<rate>                    produce at a fixed rate (linger.ms=0, acks=1) while a consumer
+  latency_<rate>[_linger5]          produce at a fixed rate (acks=1, linger.ms=1, or 5) while a consumer
                                     in the same client process polls; produce-to-consume latency
                                     p50/p99/p99.9/max (HdrHistogram, microseconds)
   scaling                           per partition count (1, 10, 100, 1000): produce throughput
                                     spread round-robin over the partitions, consume throughput, and
-                                    the broker's RSS after each step (topics accumulate)
+                                    the broker's RSS after each step (topics accumulate); a step
+                                    stops producing after 20 s and reports what it did
   peers                             the produce_acks1 + consume workload against Kafka-compatible
                                     peers from /work/shared/PEERS.md installed under bench/.peers/
                                     (`--install-peers` installs them; skipped with a reason if absent)
@@ -44,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .common import MB, ROOT, VALUE_BYTES, VENV_BIN, free_port, say, wait_port, write_result
+from .common import MB, RESULTS, ROOT, VALUE_BYTES, VENV_BIN, free_port, say, wait_port, write_result
 
 PEERS_DIR = ROOT / "bench" / ".peers"
 CLIENT_TIMEOUT = 240
@@ -71,8 +73,12 @@ def _client_produce_confluent(spec: dict) -> dict:
     topic = spec["topic"]
     produce = p.produce
     t0 = time.perf_counter()
+    stop_at = t0 + spec.get("max_seconds", 1e9)  # a slow broker ends the run early, not the harness
     i = 0
     while i < n:
+        if i % 1000 == 0 and time.perf_counter() > stop_at:
+            n = i
+            break
         try:
             if parts > 1:
                 produce(topic, value, partition=i % parts)
@@ -91,7 +97,7 @@ def _client_produce_kafka_python(spec: dict) -> dict:
     from kafka import KafkaProducer
     n = spec["records"]
     p = KafkaProducer(bootstrap_servers=spec["bootstrap"], acks=1, linger_ms=5, batch_size=1048576,
-                      max_request_size=16_777_216, buffer_memory=256 << 20)
+                      max_request_size=16_777_216)
     value = _value()
     topic = spec["topic"]
     send = p.send
@@ -123,13 +129,14 @@ def _client_consume_confluent(spec: dict) -> dict:
     first = None
     deadline = time.monotonic() + spec.get("timeout", 120)
     while got < n and time.monotonic() < deadline:
-        msgs = c.consume(10_000, 1.0)
+        before = time.perf_counter()
+        msgs = c.consume(10_000, 0.1)  # returns at 10,000 records or after 0.1 s
         for m in msgs:
             if m.error() is None:
                 got += 1
                 nbytes += len(m.value())
         if first is None and got:
-            first = time.perf_counter()
+            first = before
     end = time.perf_counter()
     c.close()
     first = first or end
@@ -153,11 +160,12 @@ def _client_consume_kafka_python(spec: dict) -> dict:
     first = None
     deadline = time.monotonic() + spec.get("timeout", 120)
     while got < n and time.monotonic() < deadline:
-        batch = c.poll(timeout_ms=1000, max_records=100_000)
+        before = time.perf_counter()
+        batch = c.poll(timeout_ms=100, max_records=100_000)
         for recs in batch.values():
             got += len(recs)
         if first is None and got:
-            first = time.perf_counter()
+            first = before
     end = time.perf_counter()
     c.close()
     first = first or end
@@ -172,7 +180,7 @@ def _client_latency(spec: dict) -> dict:
     from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
     from hdrh.histogram import HdrHistogram
     rate, seconds, topic = spec["rate"], spec["seconds"], spec["topic"]
-    p = Producer({"bootstrap.servers": spec["bootstrap"], "acks": "1", "linger.ms": 0,
+    p = Producer({"bootstrap.servers": spec["bootstrap"], "acks": "1", "linger.ms": spec.get("linger_ms", 1),
                   "batch.size": 1048576, "queue.buffering.max.messages": 2_000_000})
     c = Consumer({"bootstrap.servers": spec["bootstrap"], "group.id": f"lat-{os.getpid()}",
                   "enable.auto.commit": False, "fetch.wait.max.ms": 100, "fetch.min.bytes": 1,
@@ -183,13 +191,14 @@ def _client_latency(spec: dict) -> dict:
     state = {"got": 0, "stop": False, "warm": 0}
 
     def consume() -> None:
+        poll = c.poll
         while not state["stop"]:
-            for m in c.consume(1000, 0.05):
+            m = poll(0.05)  # returns as soon as a record is there (consume() would wait for a batch)
+            if m is not None:
                 if m.error() is not None:
                     continue
-                v = m.value()
                 now = time.monotonic_ns()
-                sent = int.from_bytes(v[:8], "big")
+                sent = int.from_bytes(m.value()[:8], "big")
                 if sent == 0:
                     state["warm"] += 1
                     continue
@@ -222,7 +231,7 @@ def _client_latency(spec: dict) -> dict:
             time.sleep(min(delay, 0.001))
     achieved = sent / (time.monotonic() - t0)
     p.flush(30)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 10  # a broker that fell behind shows as a huge p99, not a hang
     while state["got"] < total and time.monotonic() < deadline:
         time.sleep(0.01)
     state["stop"] = True
@@ -468,7 +477,9 @@ def throughput(b: Broker, n: int, *, kafka_python_n: int, acks_all: bool = True)
         out["create_topic_error"] = why
     out["produce_acks1"] = client({"op": "produce", "bootstrap": b.bootstrap, "topic": "bench", "records": n,
                                    "acks": 1})
-    out["consume"] = client({"op": "consume", "bootstrap": b.bootstrap, "topic": "bench", "records": n})
+    if "error" not in out["produce_acks1"]:
+        out["consume"] = client({"op": "consume", "bootstrap": b.bootstrap, "topic": "bench", "records": n,
+                                 "timeout": 30 + n / 20_000})
     if acks_all:
         b.create_topic("bench-all", 1)
         out["produce_acksall"] = client({"op": "produce", "bootstrap": b.bootstrap, "topic": "bench-all",
@@ -477,8 +488,10 @@ def throughput(b: Broker, n: int, *, kafka_python_n: int, acks_all: bool = True)
         b.create_topic("bench-kp", 1)
         out["produce_kafka_python"] = client({"op": "produce_kafka_python", "bootstrap": b.bootstrap,
                                               "topic": "bench-kp", "records": kafka_python_n})
-        out["consume_kafka_python"] = client({"op": "consume_kafka_python", "bootstrap": b.bootstrap,
-                                              "topic": "bench-kp", "records": kafka_python_n})
+        if "error" not in out["produce_kafka_python"]:
+            out["consume_kafka_python"] = client({"op": "consume_kafka_python", "bootstrap": b.bootstrap,
+                                                  "topic": "bench-kp", "records": kafka_python_n,
+                                                  "timeout": 30 + kafka_python_n / 20_000})
     return out
 
 
@@ -518,17 +531,23 @@ def wait_port_free_or_listening(port: int, proc: subprocess.Popen, timeout: floa
     raise RuntimeError("tcp sink did not listen")
 
 
-def latency(b: Broker, rates: list[int], seconds: float) -> dict:
+def latency(b: Broker, runs: list[tuple[int, int]], seconds: float) -> dict:
+    """One fixed-rate run per (rate, linger.ms): `latency_<rate>` for linger.ms=1, else
+    `latency_<rate>_linger<ms>`."""
     out = {}
-    for rate in rates:
-        topic = f"lat-{rate}"
+    for rate, linger in runs:
+        key = f"latency_{rate}" + ("" if linger == 1 else f"_linger{linger}")
+        topic = key.replace("_", "-")
         b.create_topic(topic, 1)
-        out[f"latency_{rate}"] = client({"op": "latency", "bootstrap": b.bootstrap, "topic": topic, "rate": rate,
-                                         "seconds": seconds})
+        r = client({"op": "latency", "bootstrap": b.bootstrap, "topic": topic, "rate": rate,
+                    "seconds": seconds, "linger_ms": linger})
+        r["linger_ms"] = linger
+        out[key] = r
     return out
 
 
-def scaling(b: Broker, partition_counts: list[int], n: int) -> dict:
+def scaling(b: Broker, partition_counts: list[int], n: int, max_seconds: float = 20) -> dict:
+    """Per partition count: up to `n` records (fewer if producing takes over `max_seconds`)."""
     rows = []
     for parts in partition_counts:
         topic = f"scale-{parts}"
@@ -542,19 +561,23 @@ def scaling(b: Broker, partition_counts: list[int], n: int) -> dict:
             rows.append(row)
             continue
         pr = client({"op": "produce", "bootstrap": b.bootstrap, "topic": topic, "records": n, "acks": 1,
-                     "partitions": parts})
-        co = client({"op": "consume", "bootstrap": b.bootstrap, "topic": topic, "records": n, "partitions": parts})
-        row.update({"produce_rps": pr.get("rps"), "consume_rps": co.get("rps"),
+                     "partitions": parts, "max_seconds": max_seconds})
+        produced = pr.get("records", 0) if not pr.get("unflushed") else 0
+        co = client({"op": "consume", "bootstrap": b.bootstrap, "topic": topic, "records": produced,
+                     "partitions": parts, "timeout": 30 + produced / 20_000}) if produced else {"error": "nothing produced"}
+        row.update({"produced": produced, "produce_rps": pr.get("rps"), "consume_rps": co.get("rps"),
                     "consumed": co.get("records"), "rss_bytes": b.rss(),
                     "error": pr.get("error") or co.get("error")})
         rows.append(row)
     return {"scaling": rows}
 
 
-def run(quick: bool = False, records: int | None = None, peers: bool = True,
-        workdir: str | None = None) -> dict[str, Any]:
-    n = records or (50_000 if quick else 1_000_000)
-    kp_n = n if not quick else 20_000
+def run(quick: bool = False, records: int | None = None, peers: bool | None = None,
+        workdir: str | None = None, tiny: bool = False) -> dict[str, Any]:
+    """All broker figures. `tiny` shrinks every size so the run takes seconds (the smoke test)."""
+    quick = quick or tiny
+    n = records or (5_000 if tiny else 50_000 if quick else 1_000_000)
+    kp_n = 1_000 if tiny else 20_000 if quick else min(n, 200_000)  # kafka-python does ~15-30 K/s here
     d = tempfile.mkdtemp(prefix="bench-broker-", dir=workdir)
     fig: dict[str, Any] = {"records": n, "value_bytes": VALUE_BYTES}
     try:
@@ -571,13 +594,25 @@ def run(quick: bool = False, records: int | None = None, peers: bool = True,
             try:
                 fig["rss_idle_bytes"] = b.rss()
                 say(f"broker: throughput, {n:,} records")
-                fig["logstore"] = throughput(b, n, kafka_python_n=kp_n)
+                fig["logstore"] = throughput(b, n, kafka_python_n=kp_n, acks_all=not tiny)
                 say("broker: latency")
-                fig.update(latency(b, [10_000, 100_000], 1.0 if quick else 5.0))
+                if tiny:
+                    fig.update(latency(b, [(1_000, 1)], 0.3))
+                else:
+                    fig.update(latency(b, [(10_000, 1)] if quick else [(10_000, 1), (10_000, 5), (100_000, 1),
+                                                                        (100_000, 5)], 1.0 if quick else 4.0))
                 say("broker: partition scaling")
-                fig.update(scaling(b, [1, 10, 100] if quick else [1, 10, 100, 1000], 20_000 if quick else 200_000))
+                if tiny:
+                    fig.update(scaling(b, [3], 2_000))
+                else:
+                    fig.update(scaling(b, [1, 10, 100] if quick else [1, 10, 100, 1000],
+                                       20_000 if quick else 200_000))
             finally:
                 b.stop()
+        if peers is None:
+            peers = not quick
+            if quick:
+                fig["peers_skipped"] = {"all": "not run with --quick (use --peers)"}
         if peers:
             found, skipped = peer_brokers(d)
             fig["peers_skipped"] = skipped
@@ -621,9 +656,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--records", type=int, default=None)
-    ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--no-peers", action="store_true", help="do not run the peer brokers")
+    ap.add_argument("--peers", action="store_true", help="run the peer brokers even with --quick")
     ap.add_argument("--install-peers", action="store_true", help="install the peers into bench/.peers/ and exit")
     ap.add_argument("--client", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--results", default=str(RESULTS), help="directory for the JSON result")
     args = ap.parse_args(argv)
     if args.client:
         spec = json.loads(args.client)
@@ -632,8 +670,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     if args.install_peers:
         print(json.dumps(install_peers(), indent=2))
         return None
-    fig = run(args.quick, args.records, peers=not args.no_peers)
-    path = write_result("broker", fig, quick=args.quick)
+    fig = run(args.quick, args.records, peers=False if args.no_peers else (True if args.peers else None),
+              tiny=args.tiny)
+    quick = args.quick or args.tiny
+    path = write_result("broker-quick" if quick else "broker", fig, quick=quick, results_dir=Path(args.results))
     print(json.dumps(fig, indent=2, default=str))
     say(f"wrote {path}")
     return fig

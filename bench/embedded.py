@@ -42,6 +42,7 @@ import sqlite3
 import struct
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,7 +51,7 @@ import logstore
 from logstore import records as R
 from logstore.index import OFFSET_ENTRY, OffsetIndex
 
-from .common import MB, VALUE_BYTES, say, write_result
+from .common import MB, RESULTS, VALUE_BYTES, say, write_result
 
 BATCH = 1000
 
@@ -239,8 +240,9 @@ def index_lookup(d: str, entries: int = 1_000_000, lookups: int = 200_000) -> di
     for x in targets:
         lookup(x)
     t = time.perf_counter() - t0
-    off, pos = lookup(123_456)
-    assert (off, pos) == (123_449, 12_344 * 4096), (off, pos)
+    mid = entries // 2
+    off, pos = lookup(mid * 10 + 3)  # between the entries for offsets mid*10-1 and mid*10+9
+    assert (off, pos) == (mid * 10 - 1, (mid - 1) * 4096), (off, pos)
     assert first[0] <= targets[0]
     idx.close()
     return {"index_entries": entries, "index_lookup_us": t / lookups * 1e6, "index_first_lookup_us": t_first * 1e6}
@@ -296,9 +298,13 @@ def open_partitions(d: str, partitions: int) -> dict[str, float]:
     return {"open_partitions": partitions, "open_partitions_clean_s": t}
 
 
-def run(quick: bool = False, records: int | None = None, workdir: str | None = None) -> dict[str, Any]:
-    n = records or (50_000 if quick else 1_000_000)
-    n -= n % BATCH
+def run(quick: bool = False, records: int | None = None, workdir: str | None = None,
+        tiny: bool = False) -> dict[str, Any]:
+    """All embedded figures. `tiny` shrinks every size so the whole run takes a few seconds (the
+    smoke test in tests/test_bench_smoke.py uses it; its figures mean nothing)."""
+    quick = quick or tiny
+    n = records or (5_000 if tiny else 50_000 if quick else 1_000_000)
+    n = max(BATCH, n - n % BATCH)
     d = tempfile.mkdtemp(prefix="bench-embedded-", dir=workdir)
     fig: dict[str, Any] = {"records": n, "value_bytes": VALUE_BYTES, "batch_records": BATCH}
     try:
@@ -308,10 +314,17 @@ def run(quick: bool = False, records: int | None = None, workdir: str | None = N
         say("embedded: logstore append / read")
         fig.update(logstore_figures(d, n))
         say("embedded: index lookup")
-        fig.update(index_lookup(d, 100_000 if quick else 1_000_000, 20_000 if quick else 200_000))
+        if tiny:
+            fig.update(index_lookup(d, 10_000, 1_000))
+        else:
+            fig.update(index_lookup(d, 100_000 if quick else 1_000_000, 20_000 if quick else 200_000))
         say("embedded: open / recovery")
-        fig.update(recovery(d, 8 if quick else 64, [10, 100] if quick else [10, 100, 1000]))
-        fig.update(open_partitions(d, 100 if quick else 1000))
+        if tiny:
+            fig.update(recovery(d, 1, [2, 5]))
+            fig.update(open_partitions(d, 10))
+        else:
+            fig.update(recovery(d, 8 if quick else 64, [10, 100] if quick else [10, 100, 1000]))
+            fig.update(open_partitions(d, 100 if quick else 1000))
     finally:
         shutil.rmtree(d, ignore_errors=True)
     fig["append_vs_plain"] = fig["append_rps"] / fig["plain_append_rps"]
@@ -328,9 +341,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--records", type=int, default=None)
+    ap.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--results", default=str(RESULTS), help="directory for the JSON result")
     args = ap.parse_args(argv)
-    fig = run(args.quick, args.records)
-    path = write_result("embedded", fig, quick=args.quick)
+    fig = run(args.quick, args.records, tiny=args.tiny)
+    quick = args.quick or args.tiny
+    path = write_result("embedded-quick" if quick else "embedded", fig, quick=quick, results_dir=Path(args.results))
     for k, v in fig.items():
         print(f"{k:28s} {v}")
     say(f"wrote {path}")

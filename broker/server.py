@@ -59,13 +59,14 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 class _Connection(asyncio.Protocol):
-    __slots__ = ("broker", "transport", "buf", "slots", "tasks", "peer", "closed", "paused_read",
+    __slots__ = ("broker", "transport", "chunks", "have", "slots", "tasks", "peer", "closed", "paused_read",
                  "paused_write", "last_active", "idle_handle", "need", "name")
 
     def __init__(self, broker: "Broker"):
         self.broker = broker
         self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
+        self.chunks: list[bytes] = []
+        self.have = 0
         self.slots: collections.deque[list[Any]] = collections.deque()  # [done, payload]
         self.tasks: set[asyncio.Task] = set()
         self.peer: Any = None
@@ -104,33 +105,43 @@ class _Connection(asyncio.Protocol):
         self._update_reading()
 
     def data_received(self, data: bytes) -> None:
+        # Chunks are kept as received and joined once a whole frame is there, so a 1 MB produce
+        # request arriving in 64 KB reads is copied once, not once per read.
         if self.closed:
             return
-        buf = self.buf
-        buf += data
+        self.chunks.append(data)
+        self.have += len(data)
         self.last_active = self.broker._loop.time()
-        if len(buf) < self.need:
+        if self.have < self.need:
             return
+        buf = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        self.chunks.clear()
+        view = memoryview(buf)          # read-only: kio accepts it, and slicing copies nothing
+        n = len(buf)
+        pos = 0
         max_bytes = self.broker.max_request_bytes
-        while len(buf) >= 4:
-            size = int.from_bytes(buf[:4], "big", signed=True)
+        self.need = 4
+        while n - pos >= 4:
+            size = int.from_bytes(view[pos:pos + 4], "big", signed=True)
             if size < 0 or size > max_bytes:
                 log.warning("closing connection from %s: request of %d bytes exceeds socket.request.max.bytes %d",
                             self.name, size, max_bytes)
                 self.close()
                 return
-            if len(buf) < size + 4:
+            if n - pos - 4 < size:
                 self.need = size + 4
-                return
-            frame = bytes(buf[4:size + 4])
-            del buf[:size + 4]
-            self.need = 4
+                break
+            frame = view[pos + 4:pos + 4 + size]
+            pos += 4 + size
             self._dispatch(frame)
             if self.closed:
                 return
+        if pos < n:
+            self.chunks.append(buf[pos:] if pos else buf)
+        self.have = n - pos
 
     # -- dispatch -------------------------------------------------------------------------------
-    def _dispatch(self, frame: bytes) -> None:
+    def _dispatch(self, frame: memoryview) -> None:
         broker = self.broker
         try:
             header, request = decode_request(frame)

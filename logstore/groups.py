@@ -34,8 +34,9 @@ a commit of many partitions is all-or-nothing; a deleted group or offset is a to
 compaction keeps for `delete.retention.ms`, then drops.
 
 Durability: `commit` returns once the batch is appended (written to the file, so it survives a
-kill -9 of the process, as Kafka acks after the append); with `fsync=True` it also fsyncs the
-partition first, which makes it survive power loss. Costs: commit O(partitions committed);
+kill -9 of the process, as Kafka acks after the append); it also fsyncs the partition first,
+which makes it survive power loss, with `fsync=True` or when the offsets topic's own flush
+policy asks (`flush.messages`, e.g. 1; otherwise `flush.ms` flushes in the background). Costs: commit O(partitions committed);
 fetch O(partitions asked); open O(records in the topic).
 """
 
@@ -49,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from .errors import CorruptRecordError, LogStoreError, UnknownTopicOrPartitionError
+from .records import build_batch
 
 if TYPE_CHECKING:
     from .log import Log
@@ -494,9 +496,20 @@ class GroupOffsetStore:
 
     def _append(self, group: str, records: list[tuple[bytes, bytes | None]], fsync: bool | None) -> None:
         lg = self._log(group)
-        first = lg.append(records, flush=False)
-        if self.fsync if fsync is None else fsync:
-            lg.flush(first + len(records))
+        info = lg.append_batches(build_batch(records), flush=False)
+        # fsync when asked, or when the topic's own flush policy (flush.messages) says so
+        if fsync or (fsync is None and (self.fsync or info.flush_needed)):
+            lg.flush(info.last_offset + 1)
+
+    def sync_commits(self) -> bool:
+        """True when a commit is fsynced before it returns: `fsync=True`, or `flush.messages=1`
+        set on the offsets topic (Kafka's per-topic flush policy)."""
+        if self.fsync:
+            return True
+        try:
+            return self.store.topic_config(OFFSETS_TOPIC).flush_messages <= 1
+        except UnknownTopicOrPartitionError:
+            return False
 
     def commit(self, group: str, offsets: Mapping[TopicPartition, int | OffsetAndMetadata], *,
                fsync: bool | None = None) -> None:

@@ -466,6 +466,8 @@ class LogSegment:
         """Turn the active segment into a sealed one: end the time index with the segment's largest
         timestamp (a sealed segment's max timestamp is read from there), trim indexes, fsync."""
         with self._life_lock:
+            if not self.active:
+                return  # already sealed (a roll that failed after sealing is being retried)
             try:
                 if self._fd is not None:
                     os.fdatasync(self._fd)

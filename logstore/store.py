@@ -102,6 +102,11 @@ class LogStore:
         try:
             self._open()
         except BaseException:
+            # close what was opened before the failure: no descriptor or map may outlive it
+            for lg in list(self._logs.values()) + [getattr(self, "_meta_log", None)]:
+                if lg is not None:
+                    for seg in lg.segments.values():
+                        seg.close()
             self._release_lock()
             raise
         self._stop = threading.Event()

@@ -535,9 +535,14 @@ def test_retention_deleting_segments_mid_cleaning_aborts_that_swap_only(tmp_path
 
         s.log_cleaner.step_hook = hook
         stats = s.run_cleaner(now_ms=NOW)
-        assert ran[0].by_time > 0 and stats[0].groups_aborted >= 1
+        # the swap of the deleted group is refused; reading a later deleted one ends the pass
+        assert ran[0].by_time > 0 and all(x.groups_aborted for x in stats)
+        assert s.log_cleaner.uncleanable == {}  # a race, not corruption
         assert not [n for n in os.listdir(lg.dir) if n.endswith((".cleaned", ".swap"))]
         assert ("c", 0) not in s.log_cleaner.checkpoints  # this range is cleaned again next time
         s.log_cleaner.step_hook = None
         s.run_cleaner(now_ms=NOW)
-        assert sorted(r.key for r in read_all(lg)) == [b"new0", b"new1", b"new2", b"new3"]
+        recs = read_all(lg)
+        keys = [r.key for r in recs]
+        assert len(keys) == len(set(keys)) and {b"new0", b"new1", b"new2", b"new3"} <= set(keys)
+        assert all(r.value == (b"y" if r.key.startswith(b"new") else b"x") * 30 for r in recs)

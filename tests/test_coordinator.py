@@ -366,3 +366,34 @@ def test_protocol_vote_prefers_common_first_choice(tmp_path, n):
         assert {r.protocol_name for r in rs} == {"range"}
         await close(store, c)
     asyncio.run(main())
+
+
+def test_periodic_expiry_runs_on_the_loop(tmp_path):
+    async def main():
+        store, c = await open_coordinator(tmp_path, offsets_retention_minutes=1,
+                                          offsets_retention_check_interval_ms=50)
+        c.clock = lambda: 0
+        await c.commit("old", -1, "", {("t", 0): OffsetAndMetadata(1)})
+        await asyncio.sleep(0.2)
+        assert [g[0] for g in c.list_groups()] == ["old"]
+        c.clock = lambda: 61_000
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if not c.list_groups():
+                break
+        assert c.list_groups() == [] and (await c.fetch("old"))[1] == {}
+        await close(store, c)
+    asyncio.run(main())
+
+
+def test_flush_messages_1_on_the_offsets_topic_fsyncs_each_commit(tmp_path):
+    async def main():
+        store, c = await open_coordinator(tmp_path)
+        lg = store.partition(OFFSETS_TOPIC, partition_for_group("g", 3))
+        await c.commit("g", -1, "", {("t", 0): OffsetAndMetadata(1)})
+        assert lg.recovery_point < lg.log_end_offset  # acked after the append only (Kafka's default)
+        store.alter_topic_config(OFFSETS_TOPIC, {"flush.messages": "1"})
+        await c.commit("g", -1, "", {("t", 0): OffsetAndMetadata(2)})
+        assert lg.recovery_point == lg.log_end_offset  # fsynced before the answer
+        await close(store, c)
+    asyncio.run(main())

@@ -216,3 +216,46 @@ def test_compaction_of_the_offsets_topic_keeps_the_latest_state(tmp_path):
         assert gos.loaded_records < 20
         keys = [decode_key(r.key) for r in store.partition(OFFSETS_TOPIC, 0).read(0, 1 << 24)]
         assert all(k.group == "busy" for k in keys)  # the tombstones of "gone" were dropped
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_text = st.text(max_size=40)
+_i32 = st.integers(-(2**31), 2**31 - 1)
+_i64 = st.integers(-(2**63), 2**63 - 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(offset=_i64, metadata=_text, ts=_i64, epoch=_i32, version=st.sampled_from([0, 2, 3, 4]))
+def test_offset_value_roundtrip(offset, metadata, ts, epoch, version):
+    om = OffsetAndMetadata(offset, metadata, ts, epoch if version >= 3 else -1)
+    assert decode_offset_value(encode_offset_value(om, version)) == om
+
+
+@settings(max_examples=100, deadline=None)
+@given(group=_text, topic=_text, partition=_i32)
+def test_offset_key_roundtrip(group, topic, partition):
+    assert decode_key(encode_offset_key(group, topic, partition)) == OffsetCommitKey(group, topic, partition)
+    assert decode_key(encode_group_key(group)) == GroupMetadataKey(group)
+
+
+_member = st.builds(MemberMetadata, _text, _text, _text, _i32, _i32, st.binary(max_size=300),
+                    st.binary(max_size=300), st.none() | _text)
+
+
+@settings(max_examples=100, deadline=None)
+@given(ptype=_text, gen=_i32, proto=st.none() | _text, leader=st.none() | _text, ts=_i64,
+       members=st.lists(_member, max_size=4), version=st.sampled_from([3, 4]))
+def test_group_value_roundtrip(ptype, gen, proto, leader, ts, members, version):
+    g = GroupMetadataValue(ptype, gen, proto, leader, ts, tuple(members))
+    assert decode_group_value(encode_group_value(g, version)) == g
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=64))
+def test_garbage_values_raise_corrupt_record_not_crash(data):
+    for fn in (decode_offset_value, decode_group_value, decode_key):
+        try:
+            fn(data)
+        except CorruptRecordError:
+            pass

@@ -26,7 +26,9 @@ when the leader's assignment is installed and when a group becomes Empty; offset
 commit; both to `__consumer_offsets` and replayed at `start()`. A group loaded with members is
 Stable, and its members must heartbeat within their session as after a Kafka coordinator move.
 OffsetCommit is acknowledged once its batch is appended (written to the file: it survives a
-kill -9), as Kafka acks after the append; `fsync_commits=True` fsyncs before acking too.
+kill -9), as Kafka acks after the append; power-loss durability comes from the offsets topic's
+flush policy (`flush.ms` in the background), or per commit, fsynced in a worker thread before
+the answer, with `flush.messages=1` on `__consumer_offsets` (or `fsync_commits=True` here).
 """
 
 from __future__ import annotations
@@ -634,10 +636,10 @@ class GroupCoordinator:
         if good:
             assert self.offsets is not None
             try:
-                if self.config.fsync_commits:
+                if self.config.fsync_commits or self.offsets.sync_commits():  # fsync off the loop
                     await self._loop.run_in_executor(None, lambda: self.offsets.commit(group_id, good, fsync=True))
                 else:
-                    self.offsets.commit(group_id, good, fsync=False)
+                    self.offsets.commit(group_id, good)
             except Exception as e:
                 log.error("group %s: cannot write offsets to %s: %s", group_id, OFFSETS_TOPIC, e)
                 code = getattr(e, "error_code", E.UNKNOWN_SERVER_ERROR)

@@ -21,6 +21,7 @@ import datetime
 import importlib
 import logging
 from dataclasses import fields
+from functools import lru_cache
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -79,14 +80,24 @@ def _node(ctx: Any) -> tuple[int, str, int]:
 
 
 # -- building responses of the request's version ---------------------------------------------------
+@lru_cache(maxsize=None)
+def _response_module_of(request_cls: type) -> Any:
+    return importlib.import_module(request_cls.__module__.rsplit(".", 1)[0] + ".response")
+
+
 def _response_module(request: Any) -> Any:
-    return importlib.import_module(type(request).__module__.rsplit(".", 1)[0] + ".response")
+    return _response_module_of(type(request))
+
+
+@lru_cache(maxsize=None)
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in fields(cls))
 
 
 def _make(cls: type, **kw: Any) -> Any:
     """Instantiate a kio entity from the keyword arguments it has fields for (versions differ
     only by which fields exist); error codes become ErrorCode, ms ints stay ints."""
-    names = {f.name for f in fields(cls)}
+    names = _field_names(cls)
     args = {k: v for k, v in kw.items() if k in names}
     if "error_code" in args:
         args["error_code"] = ErrorCode(args["error_code"])

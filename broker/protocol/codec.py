@@ -7,8 +7,8 @@ response header: v1 (correlation id + empty tagged fields) for flexible versions
 and always v0 for ApiVersions (so a client that does not yet know our versions can read it).
 
 Invariants: readers get `bytes` or a read-only memoryview (kio rejects writable buffers); a body
-that does not decode, or trailing garbage after it, raises `ProtocolError` (the server then
-closes that connection). Produce's `records` arrive as `bytes` and are passed on untouched.
+that does not decode raises `ProtocolError` (the server then closes that connection). Bytes after
+the body are ignored, as Kafka ignores them. Produce's `records` arrive as `bytes` and are passed on untouched.
 
 Wire layout of a frame (big-endian): size i32 | header | body. `encode_response` returns the
 whole frame, size prefix included.
@@ -99,7 +99,7 @@ def _skip_tagged_fields(buf: bytes, pos: int) -> int:
     return pos
 
 
-def parse_header(frame: bytes) -> tuple[RequestHeader, int]:
+def parse_header(frame: bytes | memoryview) -> tuple[RequestHeader, int]:
     """Parse the request header of `frame` (the bytes after the size prefix). Returns the header
     and the offset of the body. Raises UnsupportedVersion when no schema exists for the version
     (the header then carries api_key, api_version and correlation_id)."""
@@ -111,7 +111,7 @@ def parse_header(frame: bytes) -> tuple[RequestHeader, int]:
     if n >= 0:
         if pos + n > len(frame):
             raise ProtocolError("client id runs past the end of the request")
-        client_id = frame[pos:pos + n].decode("utf-8", "replace")
+        client_id = bytes(frame[pos:pos + n]).decode("utf-8", "replace")
         pos += n
     header = RequestHeader(api_key, version, corr, client_id)
     try:
@@ -124,16 +124,17 @@ def parse_header(frame: bytes) -> tuple[RequestHeader, int]:
     return header, pos
 
 
-def decode_request(frame: bytes) -> tuple[RequestHeader, Any]:
-    """Decode one request frame (without the size prefix) into (header, kio request object)."""
+def decode_request(frame: bytes | memoryview) -> tuple[RequestHeader, Any]:
+    """Decode one request frame (without the size prefix; bytes or a read-only memoryview) into
+    (header, kio request object)."""
     header, pos = parse_header(frame)
     cls = request_class(header.api_key, header.api_version)
     try:
         body, size = _reader(cls)(frame, pos)
     except Exception as e:
         raise ProtocolError(f"cannot decode {cls.__name__} v{header.api_version}: {e}") from None
-    if pos + size != len(frame):
-        raise ProtocolError(f"{len(frame) - pos - size} trailing bytes after {cls.__name__} v{header.api_version}")
+    # Trailing bytes are ignored, as Kafka does: librdkafka's "all topics" Metadata v9+ request
+    # leaves a 4-byte array-count placeholder where a 1-byte compact null belongs.
     return header, body
 
 

@@ -64,14 +64,24 @@ MEMBER = r'''
 import json, sys, time
 lib, bootstrap, group, topic, strategy = sys.argv[1:6]
 session = int(sys.argv[6])
+instance = sys.argv[7] if len(sys.argv) > 7 else None
 def report(parts):
     print(json.dumps(sorted(parts)), flush=True)
 if lib == "confluent":
     from confluent_kafka import Consumer
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "session.timeout.ms": session,
-                  "heartbeat.interval.ms": 300, "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                  "partition.assignment.strategy": strategy, "client.id": "member-" + lib, "log_level": 3})
-    c.subscribe([topic])
+    conf = {"bootstrap.servers": bootstrap, "group.id": group, "session.timeout.ms": session,
+            "heartbeat.interval.ms": 300, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": strategy, "client.id": "member-" + lib, "log_level": 3}
+    if instance:
+        conf["group.instance.id"] = instance
+    c = Consumer(conf)
+    def revoked(consumer, parts):
+        print(json.dumps({"revoked": len(parts)}), flush=True)
+        if strategy == "cooperative-sticky":
+            consumer.incremental_unassign(parts)
+        else:
+            consumer.unassign()
+    c.subscribe([topic], on_revoke=revoked)
     last = None
     while True:
         c.poll(0.1)
@@ -114,19 +124,29 @@ else:
 
 
 class Member:
-    def __init__(self, lib: str, bootstrap: str, group: str, topic: str, strategy: str):
-        self.proc = subprocess.Popen([sys.executable, "-c", MEMBER, lib, bootstrap, group, topic, strategy,
-                                      str(SESSION_MS)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    """A group member process; `assignment` is its latest, `revocations` counts its rebalances
+    that took partitions away (confluent only)."""
+
+    def __init__(self, lib: str, bootstrap: str, group: str, topic: str, strategy: str, *,
+                 session_ms: int = SESSION_MS, instance: str | None = None):
+        args = [sys.executable, "-c", MEMBER, lib, bootstrap, group, topic, strategy, str(session_ms)]
+        self.proc = subprocess.Popen(args + ([instance] if instance else []), stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
         self.assignment: list[int] | None = None
+        self.revocations = 0
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             try:
-                self.assignment = json.loads(line)
+                got = json.loads(line)
             except ValueError:
-                pass
+                continue
+            if isinstance(got, dict):
+                self.revocations += 1
+            else:
+                self.assignment = got
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -189,6 +209,25 @@ def test_group_shares_partitions_and_survives_sigkill(broker, lib, strategy):
             m.kill()
 
 
+def test_static_member_restart_gets_its_partitions_back_without_a_rebalance(broker):
+    create_topic(broker.bootstrap, "t4", 4)
+    static = Member("confluent", broker.bootstrap, "static", "t4", "range", session_ms=10000, instance="inst-a")
+    other = Member("confluent", broker.bootstrap, "static", "t4", "range", session_ms=10000)
+    members = [static, other]
+    try:
+        wait_for(lambda: partitioned(members, 4) and all(m.assignment for m in members), 40, "two members")
+        mine, others, revocations = list(static.assignment), list(other.assignment), other.revocations
+        static.kill()  # no LeaveGroup: a static member's restart is expected to come back
+        members[0] = static = Member("confluent", broker.bootstrap, "static", "t4", "range", session_ms=10000,
+                                     instance="inst-a")
+        wait_for(lambda: static.assignment == mine, 20, "the restarted static member to get its partitions back")
+        time.sleep(1.0)
+        assert other.assignment == others and other.revocations == revocations  # nobody else moved
+    finally:
+        for m in members:
+            m.kill()
+
+
 def test_describe_and_list_groups_with_admin_client(broker):
     create_topic(broker.bootstrap, "t4", 4)
     members = [Member("confluent", broker.bootstrap, "desc", "t4", "range") for _ in range(2)]
@@ -219,7 +258,8 @@ def consume_and_commit(lib: str, bootstrap: str, group: str, topic: str, n: int)
     deadline = time.monotonic() + 30
     if lib == "confluent":
         c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
-                      "auto.offset.reset": "earliest", "session.timeout.ms": SESSION_MS})
+                      "auto.offset.reset": "earliest", "session.timeout.ms": SESSION_MS,
+                      "heartbeat.interval.ms": 500})
         c.subscribe([topic])
         while len(got) < n and time.monotonic() < deadline:
             msg = c.poll(0.5)
@@ -232,7 +272,8 @@ def consume_and_commit(lib: str, bootstrap: str, group: str, topic: str, n: int)
         from kafka import KafkaConsumer
         from kafka.structs import OffsetAndMetadata as KOM
         c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-                          auto_offset_reset="earliest", session_timeout_ms=SESSION_MS, max_poll_records=1)
+                          auto_offset_reset="earliest", session_timeout_ms=SESSION_MS, max_poll_records=1,
+                          heartbeat_interval_ms=500)
         while len(got) < n and time.monotonic() < deadline:
             for tp, recs in c.poll(500).items():
                 for r in recs:
@@ -247,7 +288,8 @@ def consume_and_commit(lib: str, bootstrap: str, group: str, topic: str, n: int)
 
         async def main() -> None:
             c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-                                 auto_offset_reset="earliest", session_timeout_ms=SESSION_MS)
+                                 auto_offset_reset="earliest", session_timeout_ms=SESSION_MS,
+                                 heartbeat_interval_ms=500)
             await c.start()
             try:
                 while len(got) < n and time.monotonic() < deadline:

@@ -1,6 +1,6 @@
 """Child process for tests/crash/test_cleaner_crash.py: one cleaning, stopped at a step.
 
-    python cleaner_child.py DIR NOW_MS STOP_AT
+    python cleaner_child.py DIR NOW_MS STOP_AT [DEDUPE_BUFFER_BYTES]
 
 Opens the log dir, runs `run_cleaner(now_ms=NOW_MS)` with a step hook that prints
 `STEP <n> <name>` after each file operation of the cleaning; at step STOP_AT it prints `STOPPED`
@@ -17,7 +17,8 @@ import logstore
 
 def main() -> None:
     path, now_ms, stop_at = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    store = logstore.open(path, background=False)
+    config = {"log.cleaner.dedupe.buffer.size": int(sys.argv[4])} if len(sys.argv) > 4 else {}
+    store = logstore.open(path, config, background=False)
     count = 0
 
     def hook(name: str) -> None:

@@ -84,6 +84,58 @@ def _parent(path: str) -> str:
     return _os.path.dirname(path)
 
 
+def _read_sparse(path: str) -> bytes:
+    """A file's content, reading only its data extents (preallocated index files are mostly
+    holes: this keeps an image of a log dir cheap)."""
+    fd = _os.open(path, _os.O_RDONLY)
+    try:
+        size = _os.fstat(fd).st_size
+        out = bytearray(size)
+        pos = 0
+        while pos < size:
+            try:
+                start = _os.lseek(fd, pos, _os.SEEK_DATA)
+            except OSError:  # ENXIO: only a hole is left
+                break
+            try:
+                end = _os.lseek(fd, start, _os.SEEK_HOLE)
+            except OSError:
+                end = size
+            end = min(end, size)
+            view = memoryview(out)[start:end]
+            got = 0
+            while got < end - start:
+                n = _os.preadv(fd, [view[got:]], start + got)
+                if n <= 0:
+                    break
+                got += n
+            pos = end
+        return bytes(out)
+    finally:
+        _os.close(fd)
+
+
+def _write_sparse(path: str, data: bytes) -> None:
+    """Write `data` to a new file, leaving all-zero pages as holes."""
+    fd = _os.open(path, _os.O_WRONLY | _os.O_CREAT | _os.O_TRUNC, 0o644)
+    try:
+        n = len(data)
+        if n >= 4 * PAGE:
+            whole = n // PAGE * PAGE
+            pages = np.frombuffer(data, dtype=np.uint8, count=whole).reshape(-1, PAGE)
+            nonzero = np.flatnonzero(pages.any(axis=1))
+            mv = memoryview(data)
+            for i in nonzero.tolist():
+                _os.pwrite(fd, mv[i * PAGE:(i + 1) * PAGE], i * PAGE)
+            if whole < n:
+                _os.pwrite(fd, mv[whole:], whole)
+            _os.ftruncate(fd, n)
+        else:
+            _os.write(fd, data)
+    finally:
+        _os.close(fd)
+
+
 class _OsProxy:
     """Stands in for the `os` module inside logstore modules."""
 
@@ -152,11 +204,10 @@ class FaultFS:
 
     @staticmethod
     def _read_path(path: str) -> bytes:
-        with builtins.open(path, "rb") as f:
-            return f.read()
+        return _read_sparse(path)
 
     def _read_fd(self, fd: int) -> bytes:
-        return self._read_path(f"/proc/self/fd/{fd}")
+        return _read_sparse(f"/proc/self/fd/{fd}")
 
     # -- install --------------------------------------------------------------------------
     def __enter__(self) -> "FaultFS":
@@ -429,12 +480,15 @@ class FaultFS:
                     out[ident] = p
         return out
 
-    def durable_names(self, rng: random.Random, *, worst: bool = False) -> tuple[dict[str, tuple[int, bool]], int, int]:
+    def durable_names(self, rng: random.Random, *, worst: bool = False,
+                      all_names: bool = False) -> tuple[dict[str, tuple[int, bool]], int, int]:
         """The names a crash leaves: (path → (ident, is_dir), pending ops, ops lost). `worst`:
-        only the synced ones."""
+        only the synced ones; `all_names`: every operation made it."""
         pending = [i for i, op in enumerate(self.ops) if not op.durable]
         r = rng.random()
-        if worst or r < 0.25:
+        if all_names:
+            k = len(self.ops)
+        elif worst or r < 0.25:
             k = 0
         elif r < 0.5:
             k = len(self.ops)
@@ -490,14 +544,23 @@ class FaultFS:
             size = len(durable)
         else:
             size = min(hi, max(lo, (rng.randint(lo, hi) // PAGE) * PAGE))
-        out = bytearray(size)
-        for start in range(0, size, PAGE):
+        # start from the durable bytes; only pages that differ from the live ones are in play
+        out = bytearray(durable[:size].ljust(size, b"\0"))
+        newer = live[:size].ljust(size, b"\0")
+        whole = size // PAGE * PAGE
+        if whole:
+            a = np.frombuffer(out, dtype=np.uint8, count=whole).reshape(-1, PAGE)
+            b = np.frombuffer(newer, dtype=np.uint8, count=whole).reshape(-1, PAGE)
+            differing = [int(i) * PAGE for i in np.flatnonzero((a != b).any(axis=1))]
+            del a, b
+        else:
+            differing = []
+        if whole < size and out[whole:] != newer[whole:]:
+            differing.append(whole)
+        for start in differing:
             end = min(start + PAGE, size)
-            d = durable[start:end].ljust(end - start, b"\0")
-            n = live[start:end].ljust(end - start, b"\0")
-            if d == n:
-                out[start:end] = d
-                continue
+            d = bytes(out[start:end])
+            n = newer[start:end]
             st.pages_dirty += 1
             if rng.random() < 0.1:
                 st.pages_torn += 1
@@ -511,12 +574,14 @@ class FaultFS:
                 out[start:end] = d
         return bytes(out)
 
-    def crash_image(self, dest: str, rng: random.Random | None = None, *, worst: bool = False) -> ImageStats:
+    def crash_image(self, dest: str, rng: random.Random | None = None, *, worst: bool = False,
+                    all_names: bool = False) -> ImageStats:
         """Write to `dest` (a new directory) what the disk under root could hold after a power cut
-        now. Does not disturb the live files. `worst`: nothing that was not synced survives."""
+        now. Does not disturb the live files. `worst`: no unsynced page or name survives;
+        `all_names` (with `worst`): every name operation survives, no unsynced page does."""
         rng = rng or random.Random(0)
         st = ImageStats()
-        names, st.ns_ops_pending, st.ns_ops_lost = self.durable_names(rng, worst=worst)
+        names, st.ns_ops_pending, st.ns_ops_lost = self.durable_names(rng, worst=worst, all_names=all_names)
         live = self._live_contents()
         _os.makedirs(dest)
         for p in sorted(names, key=len):
@@ -532,8 +597,7 @@ class FaultFS:
                 now = self._read_path(lp)
             else:
                 now = self._dead.get(ident, durable)
-            with builtins.open(out, "wb") as f:
-                f.write(self._mix(durable, now, rng, st, worst))
+            _write_sparse(out, self._mix(durable, now, rng, st, worst))
         s = self.stats
         s.images += 1
         s.pages_dirty += st.pages_dirty

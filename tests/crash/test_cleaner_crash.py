@@ -37,32 +37,51 @@ def read_all(lg) -> list:
     return out
 
 
-def snapshot(path) -> list:
-    with logstore.open(path, background=False) as s:
+def snapshot(path, variant="plain") -> list:
+    with open_store(path, variant) as s:
         return [(r.offset, r.key, r.value, r.timestamp) for r in read_all(s.partition("c", 0))]
 
 
-def build_template(path) -> None:
+VARIANTS = {
+    # several groups in one pass, small cleaned segments merging, tombstones expiring
+    "plain": dict(codec="none", keys=12, dedupe=None),
+    # compressed batches, and a key map too small for the dirty section: several passes
+    "zstd-passes": dict(codec="zstd", keys=60, dedupe=1024),
+}
+
+
+def open_store(path, variant):
+    dedupe = VARIANTS[variant]["dedupe"]
+    return logstore.open(path, {"log.cleaner.dedupe.buffer.size": dedupe} if dedupe else {}, background=False)
+
+
+def build_template(path, variant="plain") -> None:
     """A compacted partition whose next cleaning rewrites several groups of segments, among them
     small cleaned ones that merge, with tombstones (delete.retention.ms 0: dropped on the next
     cleaning after the first that keeps them)."""
-    with logstore.open(path, background=False) as s:
+    v = VARIANTS[variant]
+    nkeys = v["keys"]
+    with open_store(path, variant) as s:
         s.create_topic("c", 1, {"cleanup.policy": "compact", "segment.bytes": "1500",
                                 "min.cleanable.dirty.ratio": "0", "delete.retention.ms": "0"})
         lg = s.partition("c", 0)
         for i in range(120):
-            lg.append([(b"k%d" % (i % 12), b"a%d" % i, (), NOW + i)])
-        lg.append([(b"k3", None, (), NOW), (b"k5", None, (), NOW)])
+            lg.append([(b"k%d" % (i % nkeys), b"a%d" % i, (), NOW + i)], compression=v["codec"])
+        lg.append([(b"k3", None, (), NOW), (b"k5", None, (), NOW)], compression=v["codec"])
         lg.roll()
         s.run_cleaner(now_ms=NOW)
+        later = [k for k in range(nkeys) if k not in (3, 5)]
         for i in range(60):  # k3 and k5 stay deleted: their tombstones expire in the cleaning
-            lg.append([(b"k%d" % (0, 1, 2, 4, 6, 7, 8, 9)[i % 8], b"b%d" % i, (), NOW + 1000 + i)])
+            lg.append([(b"k%d" % later[(i * 7) % len(later)], b"b%d" % i, (), NOW + 1000 + i)],
+                      compression=v["codec"])
         lg.roll()
 
 
-def run_child(path, stop_at: int) -> list[str]:
+def run_child(path, stop_at: int, variant: str = "plain") -> list[str]:
     """Run the child until it stops at `stop_at` (then SIGKILL it) or ends. Returns its step names."""
-    proc = subprocess.Popen([sys.executable, CHILD, str(path), str(NOW + 10_000), str(stop_at)],
+    dedupe = VARIANTS[variant]["dedupe"]
+    proc = subprocess.Popen([sys.executable, CHILD, str(path), str(NOW + 10_000), str(stop_at)]
+                            + ([str(dedupe)] if dedupe else []),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     steps: list[str] = []
     try:
@@ -88,17 +107,19 @@ def run_child(path, stop_at: int) -> list[str]:
     return steps
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
+@pytest.fixture(scope="module", params=[
+    "plain", pytest.param("zstd-passes", marks=pytest.mark.slow)])
+def template(request, tmp_path_factory):
+    variant = request.param
     base = tmp_path_factory.mktemp("cleaner-crash")
     tpl = base / "template"
-    build_template(tpl)
+    build_template(tpl, variant)
     # the states a cleaning goes through: before, then after each group's swap
-    states = [snapshot(tpl)]
+    states = [snapshot(tpl, variant)]
     ref = base / "reference"
     shutil.copytree(tpl, ref)
     seen: list[str] = []
-    with logstore.open(ref, background=False) as s:
+    with open_store(ref, variant) as s:
         lg = s.partition("c", 0)
 
         def hook(name: str) -> None:
@@ -107,31 +128,33 @@ def template(tmp_path_factory):
                 states.append([(r.offset, r.key, r.value, r.timestamp) for r in read_all(lg)])
 
         s.log_cleaner.step_hook = hook
-        s.run_cleaner(now_ms=NOW + 10_000)
+        stats = s.run_cleaner(now_ms=NOW + 10_000)
     assert len(states) >= 3, "the workload should clean at least two groups"
-    return tpl, states, seen
+    if variant == "zstd-passes":
+        assert len(stats) >= 2 and stats[0].map_full, "the workload should need several passes"
+    return variant, tpl, states, seen
 
 
 def test_full_child_run_matches_the_in_process_cleaning(template, tmp_path):
-    tpl, states, seen = template
+    variant, tpl, states, seen = template
     d = tmp_path / "d"
     shutil.copytree(tpl, d)
-    steps = run_child(d, -1)
+    steps = run_child(d, -1, variant)
     assert steps == seen
-    assert snapshot(d) == states[-1]
+    assert snapshot(d, variant) == states[-1]
 
 
 def test_sigkill_at_every_step_reopens_to_old_or_new_segments(template, tmp_path):
-    tpl, states, seen = template
+    variant, tpl, states, seen = template
     final_keys = {k: v for _o, k, v, _t in states[-1]}
     for k, name in enumerate(seen):
         d = tmp_path / f"step{k}"
         shutil.copytree(tpl, d)
-        steps = run_child(d, k)
+        steps = run_child(d, k, variant)
         assert steps[-1] == name, (k, steps[-1], name)
         # groups past the point of no return: their `.log.swap` existed when the child died
         swapped = sum(1 for s in steps if s == "swap.log")
-        with logstore.open(d, background=False) as s:
+        with open_store(d, variant) as s:
             lg = s.partition("c", 0)
             names = os.listdir(lg.dir)
             assert not [n for n in names if n.endswith((".cleaned", ".swap", ".deleted"))], (k, name, names)
