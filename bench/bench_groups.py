@@ -8,7 +8,8 @@ Figures (printed, and written to bench/results/groups.json):
                             from the first request to the last assignment delivered
     rejoin_1_of_8_ms        a 9th member joins a Stable group of 8: every member rejoins and syncs
     commit_rps              OffsetCommit v9 of one partition, one after another
-    commit_fsync_rps        the same with fsync_commits=True (each commit fsynced before the answer)
+    commit_fsync_rps        the same, each commit fsynced before the answer (fsync_commits=True; the
+                            same path as flush.messages=1 on __consumer_offsets)
     baseline_append_rps     Log.append of the same record, no coordinator: the floor we compare to
   real broker (`logstore serve` via broker.pytest_plugin, 127.0.0.1, confluent-kafka; skipped if it cannot start):
     clients_rebalance_8_ms  8 confluent consumers subscribe at once until all 4*8 partitions are owned

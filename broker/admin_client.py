@@ -234,7 +234,8 @@ class AdminClient:
             n -= len(b)
         return b"".join(parts)
 
-    def _roundtrip(self, api_key: int, version: int, body: Any, resp_cls: Any, *, timeout: float | None = None) -> Any:
+    def _roundtrip(self, api_key: int, version: int, body: Any, resp_cls: Any, *, timeout: float | None = None,
+                   expect_response: bool = True) -> Any:
         assert self._sock is not None
         self._corr += 1
         corr = self._corr
@@ -252,6 +253,8 @@ class AdminClient:
             self._sock.sendall(_I32.pack(len(payload)) + payload)
         except OSError as e:
             raise BrokerUnreachable(f"connection to broker at {self.address} failed: {e.strerror or e}") from None
+        if not expect_response:  # Produce with acks=0: the broker sends nothing back
+            return None
         (size,) = _I32.unpack(self._recv_exact(4))
         data = self._recv_exact(size)
         (got,) = _I32.unpack_from(data, 0)
@@ -267,13 +270,16 @@ class AdminClient:
                                     f"broker at {self.address}: {type(e).__name__}: {e}") from None
         return resp
 
-    def request(self, api_key: int, data: dict, *, version: int | None = None, timeout: float | None = None) -> Any:
-        """Send `data` as the request `api_key` at the negotiated version; returns the response."""
+    def request(self, api_key: int, data: dict, *, version: int | None = None, timeout: float | None = None,
+                expect_response: bool = True) -> Any:
+        """Send `data` as the request `api_key` at the negotiated version; returns the response
+        (None when `expect_response` is False)."""
         v = self.versions.get(api_key) if version is None else version
         if v is None:
             raise KafkaError(35, f"the broker at {self.address} does not support {API_NAMES.get(api_key, api_key)}")
         body = _build(load_request_schema(api_key, v), data)
-        return self._roundtrip(api_key, v, body, load_response_schema(api_key, v), timeout=timeout)
+        return self._roundtrip(api_key, v, body, load_response_schema(api_key, v), timeout=timeout,
+                               expect_response=expect_response)
 
     def _negotiate(self) -> None:
         for v in (3, 0):
@@ -419,7 +425,10 @@ class AdminClient:
         """Send record batches to one partition; returns the base offset assigned (-1 for acks=0)."""
         resp = self.request(API_PRODUCE, {
             "transactional_id": None, "acks": acks, "timeout": timeout_ms,
-            "topic_data": [{"name": topic, "partition_data": [{"index": partition, "records": batch}]}]})
+            "topic_data": [{"name": topic, "partition_data": [{"index": partition, "records": batch}]}]},
+            expect_response=acks != 0)
+        if resp is None:
+            return -1
         for t in resp.responses:
             for p in t.partition_responses:
                 if _code(p.error_code):

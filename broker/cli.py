@@ -171,7 +171,13 @@ class _NetBackend:
         self.client.delete_topics([name])
 
     def topic_configs(self, name: str) -> list[dict[str, Any]]:
-        return self.client.describe_configs(name, synonyms=True)
+        from .admin_client import KafkaError
+        try:
+            return self.client.describe_configs(name, synonyms=True)
+        except KafkaError as e:
+            if e.code == 3:
+                raise ToolError(f"Topic '{name}' does not exist") from None
+            raise
 
     def alter_configs(self, name: str, set_: dict[str, str], delete: list[str]) -> None:
         self.client.alter_configs(name, set_, delete)

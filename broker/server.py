@@ -37,7 +37,7 @@ from typing import Any, Mapping
 import logstore
 
 from .config import BrokerConfig
-from .handlers import Registry, RequestContext, default_registry
+from .handlers import CloseConnection, Registry, RequestContext, default_registry
 from .handlers.admin import ProducerIds
 from .handlers.api_versions import unsupported_version_response
 from .protocol import ProtocolError, UnsupportedVersion, decode_request, encode_response
@@ -194,6 +194,10 @@ class _Connection(asyncio.Protocol):
                 payload = encode_response(header, resp)
         except asyncio.CancelledError:
             raise
+        except CloseConnection as e:
+            log.info("closing connection from %s: %s", self.name, e)
+            self.close()
+            return
         except Exception:  # noqa: BLE001
             log.exception("handler for api key %d v%d failed; closing connection from %s", header.api_key,
                           header.api_version, self.name)
@@ -331,7 +335,8 @@ class Broker:
                 self.coordinator = GroupCoordinator(self.store, self.config)
                 await self.coordinator.start()
             except Exception:  # noqa: BLE001 (the data path works without groups)
-                log.exception("group coordinator did not start; group APIs will answer COORDINATOR_NOT_AVAILABLE")
+                log.exception("group coordinator did not start; group APIs will answer NOT_COORDINATOR (16) and "
+                              "FindCoordinator COORDINATOR_NOT_AVAILABLE (15)")
         self._started = True
         log.info("listening on %s:%d (node %d, log dir %s)", self.host, self.port, self.node_id,
                  getattr(self.store, "path", "?"))

@@ -408,7 +408,7 @@ class GroupOffsetStore:
     existing topic keeps its partition count, since that is where its groups already live."""
 
     def __init__(self, store: "LogStore", partitions: int = DEFAULT_OFFSETS_PARTITIONS, *,
-                 fsync: bool = False) -> None:
+                 fsync: bool = False, segment_bytes: int | None = None) -> None:
         if partitions < 1:
             raise ValueError(f"offsets.topic.num.partitions must be at least 1, not {partitions}")
         self.store = store
@@ -421,7 +421,10 @@ class GroupOffsetStore:
                             have, partitions, have)
             partitions = have
         else:
-            store.create_topic(OFFSETS_TOPIC, partitions, OFFSETS_TOPIC_CONFIG, internal=True)
+            conf = dict(OFFSETS_TOPIC_CONFIG)
+            if segment_bytes is not None:
+                conf["segment.bytes"] = str(segment_bytes)
+            store.create_topic(OFFSETS_TOPIC, partitions, conf, internal=True)
         self.partitions = partitions
         self._offsets: dict[str, dict[TopicPartition, OffsetAndMetadata]] = {}
         self._groups: dict[str, GroupMetadataValue] = {}
@@ -432,7 +435,8 @@ class GroupOffsetStore:
             self._load(p)
 
     @classmethod
-    def of(cls, store: "LogStore", partitions: int = DEFAULT_OFFSETS_PARTITIONS) -> "GroupOffsetStore":
+    def of(cls, store: "LogStore", partitions: int = DEFAULT_OFFSETS_PARTITIONS, *,
+           segment_bytes: int | None = None) -> "GroupOffsetStore":
         """The one GroupOffsetStore of `store` in this process, opened at first use. Everything
         that commits offsets in a process (the broker's coordinator, embedded consumers) should
         share it, so that their in-memory views cannot diverge."""
@@ -441,7 +445,7 @@ class GroupOffsetStore:
                 del _registry[key]  # closed stores are let go
             gos = _registry.get(id(store))
             if gos is None or gos.store is not store:
-                gos = _registry[id(store)] = cls(store, partitions)
+                gos = _registry[id(store)] = cls(store, partitions, segment_bytes=segment_bytes)
             return gos
 
     # -- loading ---------------------------------------------------------------------------------
@@ -612,6 +616,11 @@ class GroupOffsetStore:
         """Groups with committed offsets or stored metadata, sorted."""
         with self._lock:
             return sorted(set(self._offsets) | set(self._groups))
+
+    def topics(self) -> set[str]:
+        """Topics that some group has a committed offset of."""
+        with self._lock:
+            return {t for offs in self._offsets.values() for t, _p in offs}
 
     def group_metadata(self, group: str) -> GroupMetadataValue | None:
         return self._groups.get(group)

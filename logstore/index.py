@@ -177,14 +177,14 @@ class OffsetIndex(_MappedIndex):
         rel = offset - self.base_offset
         if rel < 0:
             return self.base_offset, 0
-        keys = self._native_keys()
+        keys = self._keys if self._keys is not None else self._native_keys()
         # the probe must be a uint32 too: with a Python int numpy converts the whole column to
         # int64 first, O(n) per lookup (~0.5 ms on a million entries)
         i = int(keys[:n].searchsorted(np.uint32(min(rel, 0xFFFFFFFF)), side="right")) - 1
         if i < 0:
             return self.base_offset, 0
-        e = self._mm[i]  # type: ignore[index]
-        return self.base_offset + int(e[0]), int(e[1])
+        off, pos = self._mm.item(i)  # type: ignore[union-attr]  # plain ints, no memmap scalar
+        return self.base_offset + off, pos
 
     def last_entry(self) -> tuple[int, int]:
         n = self.entries

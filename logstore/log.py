@@ -498,11 +498,14 @@ class Log:
             if seg.max_timestamp < timestamp:
                 continue
             _, off = seg.time_index.lookup(timestamp)
-            _, pos = seg.index.lookup(max(off, lso))
-            for p, h, data in seg.iter_batches(pos):
+            found = seg.find_position(max(off, lso))  # checks the index entry it starts from
+            if found is None:
+                continue
+            # headers only, then decode the one batch that holds the answer (not 8 MB chunks)
+            for p, h in seg._iter_headers_from(found[0]):
                 if h.max_timestamp < timestamp or h.last_offset < lso:
                     continue
-                for rec in R.decode_batch(data, path=seg.log_path, base=p):
+                for rec in R.decode_batch(seg.pread(h.size, p), path=seg.log_path, base=p):
                     if rec.timestamp >= timestamp and rec.offset >= lso:
                         return rec.offset, rec.timestamp
         return None

@@ -165,7 +165,9 @@ def iter_headers(buf: Any, pos: int = 0, end: int | None = None) -> Iterator[tup
 def check_header(h: BatchHeader, *, where: str = "", position: int | None = None, path: str | None = None) -> None:
     """Structural checks on a header alone: magic, lengths, counts. Raises CorruptRecordError."""
     if h.magic != MAGIC:
-        if h.magic in (0, 1):
+        if h.magic in (0, 1) and path is None:
+            # from a producer: an old client. In a file of ours (`path`), only v2 is ever
+            # written, so an old magic there is corruption like any other
             raise UnsupportedForMessageFormatError(
                 f"message format v{h.magic} is not supported{where}: only RecordBatch v2 (magic 2) is stored")
         raise CorruptRecordError(f"invalid magic byte {h.magic}{where}", path=path, position=position)

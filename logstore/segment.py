@@ -11,7 +11,11 @@ Invariants:
 - Every batch's offsets lie in [base_offset, next_offset); batches are in offset order.
 - An index entry is added after each `index.interval.bytes` of log, pointing at a batch start.
 - A sealed segment (not the active one) opens no file until it is read, and its indexes are
-  trimmed; only the active segment holds writable, preallocated indexes.
+  trimmed; only the active segment holds writable, preallocated indexes. A sealed segment's time
+  index ends with its largest timestamp (written by `seal` and `recover`), so `max_timestamp`
+  needs no log read.
+- An offset index entry is (last offset of a batch, position of that batch); lookups trust an
+  entry only after checking the batch header there, and scan from the top otherwise.
 
 Costs: `append` O(1) plus the write; `find_position` O(log n) index search plus a scan of at most
 `index.interval.bytes` of batch headers; `recover` O(size), reading headers and CRCs only.
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from . import records as R
-from .errors import CorruptRecordError, KafkaStorageError
+from .errors import KafkaStorageError
 from .index import OffsetIndex, TimeIndex, read_last_time_entry
 
 LOG_SUFFIX = ".log"

@@ -148,6 +148,9 @@ def test_acks_zero_gets_no_response_but_keeps_order(broker, client) -> None:
         produce(client, t, build_batch([(None, b"%d" % i)]), acks=0)
     r = list_offset(client, t, -1)       # answered after the acks=0 requests, with nothing in between
     assert r.offset == 5
+    # a failed acks=0 produce has no response to carry the error: the connection is closed
+    produce(client, "no-such-topic-w", build_batch([(None, b"x")]), acks=0)
+    assert client.closed_by_peer()
 
 
 def test_idempotent_sequences(broker, client) -> None:
@@ -404,3 +407,22 @@ def test_describe_cluster(broker, client) -> None:
     for v in (0, 1):
         r = client.call(req(60, v, include_cluster_authorized_operations=False, endpoint_type=1))
         assert int(r.error_code) == 0 and r.brokers[0].port == broker.port and r.cluster_id
+
+
+def test_fetch_response_budget_across_partitions(broker, client) -> None:
+    t = _topic()
+    create(client, t, partitions=2)
+    big = build_batch([(None, b"y" * 4000)])
+    produce(client, t, big, partition=0)
+    produce(client, t, big, partition=1)
+    parts = [{"partition": p, "fetch_offset": 0, "partition_max_bytes": 1 << 20} for p in (0, 1)]
+    r = client.call(req(1, 12, max_wait=0, min_bytes=1, max_bytes=5000, isolation_level=0, session_id=0,
+                        session_epoch=-1, topics=[{"topic": t, "partitions": parts}], forgotten_topics_data=[],
+                        rack_id=""))
+    p0, p1 = r.responses[0].partitions
+    assert p0.records == broker.store.partition(t, 0).read_bytes(0)   # the first one whole (KIP-74)
+    assert not p1.records and p1.high_watermark == 1                  # no partial batch for the second
+    r = client.call(req(1, 12, max_wait=0, min_bytes=1, max_bytes=1 << 20, isolation_level=0, session_id=0,
+                        session_epoch=-1, topics=[{"topic": t, "partitions": parts}], forgotten_topics_data=[],
+                        rack_id=""))
+    assert all(len(p.records) == len(big) for p in r.responses[0].partitions)

@@ -127,7 +127,9 @@ def test_configs(bs, topic) -> None:
     assert one_error_line(run("configs", *bs, "--alter", "--entity-type", "topics", "--entity-name", topic,
                               "--delete-config", "retention.ms")) == "Invalid config(s): retention.ms"
     assert one_error_line(run("configs", *bs, "--describe", "--entity-type", "topics", "--entity-name",
-                              "no-such-topic"))
+                              "no-such-topic")) == "Topic 'no-such-topic' does not exist"
+    assert one_error_line(run("configs", *bs, "--alter", "--entity-type", "topics", "--entity-name",
+                              "no-such-topic", "--add-config", "retention.ms=1")) == "Topic 'no-such-topic' does not exist"
 
 
 def test_console_roundtrip_keyed_partitioning(bs, broker, topic) -> None:
@@ -225,3 +227,21 @@ def test_describe_shows_active_members(bs, topic) -> None:
                        "state is Stable."
     finally:
         c.close()
+
+
+def test_console_consumer_stops_cleanly_on_sigterm(bs, topic) -> None:
+    import signal
+    run("topics", *bs, "--create", "--topic", topic)
+    run("console-producer", *bs, "--topic", topic, stdin="one\ntwo\n")
+    proc = subprocess.Popen([LOGSTORE, "console-consumer", *bs, "--topic", topic, "--from-beginning"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "one\n"
+        assert proc.stdout.readline() == "two\n"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert err == "Processed a total of 2 messages\n"

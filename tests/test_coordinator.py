@@ -354,6 +354,7 @@ def test_config_from_server_properties_names():
                                           "unrelated.key": "x"})
     assert cfg.offsets_topic_num_partitions == 7 and cfg.group_initial_rebalance_delay_ms == 0
     assert cfg.group_min_session_timeout_ms == 6000 and cfg.offsets_retention_minutes == 10080
+    assert cfg.offsets_topic_segment_bytes == 104857600
 
 
 @pytest.mark.parametrize("n", [2, 5])
@@ -395,5 +396,30 @@ def test_flush_messages_1_on_the_offsets_topic_fsyncs_each_commit(tmp_path):
         store.alter_topic_config(OFFSETS_TOPIC, {"flush.messages": "1"})
         await c.commit("g", -1, "", {("t", 0): OffsetAndMetadata(2)})
         assert lg.recovery_point == lg.log_end_offset  # fsynced before the answer
+        await close(store, c)
+    asyncio.run(main())
+
+
+def test_offsets_topic_created_from_broker_settings(tmp_path):
+    async def main():
+        store, c = await open_coordinator(tmp_path, offsets_topic_num_partitions=7,
+                                          offsets_topic_segment_bytes=1 << 20)
+        assert store.topic(OFFSETS_TOPIC).partitions == 7
+        cfg = store.topic_config(OFFSETS_TOPIC)
+        assert cfg.segment_bytes == 1 << 20 and cfg.cleanup_policy == "compact"
+        await close(store, c)
+    asyncio.run(main())
+
+
+def test_offsets_of_a_topic_deleted_offline_are_dropped_at_start(tmp_path):
+    async def main():
+        store, c = await open_coordinator(tmp_path)
+        store.create_topic("x", 1)
+        await c.commit("g", -1, "", {("x", 0): OffsetAndMetadata(1), ("t", 0): OffsetAndMetadata(2)})
+        await close(store, c)
+        with logstore.open(str(tmp_path), background=False) as s:  # no coordinator listening
+            s.delete_topic("x")
+        store, c = await open_coordinator(tmp_path)
+        assert set((await c.fetch("g"))[1]) == {("t", 0)}
         await close(store, c)
     asyncio.run(main())

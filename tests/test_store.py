@@ -289,3 +289,15 @@ def test_a_failed_open_releases_the_lock_and_every_descriptor(tmp_path):
     os.rmdir(seg)
     with logstore.open(d, background=False) as s:  # not locked by the failed attempt
         assert s.partition("a", 2).read(0)[0].value == b"v"
+
+
+def test_background_flush_ms(tmp_path):
+    with logstore.open(str(tmp_path / "d"), {"log.flush.scheduler.interval.ms": 20}) as s:
+        s.create_topic("t", 1, {"flush.ms": 50})
+        lg = s.partition("t", 0)
+        lg.append([(b"k", b"v")] * 3)
+        assert lg.recovery_point == 0
+        deadline = time.monotonic() + 30
+        while lg.recovery_point < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert lg.recovery_point == 3  # fsynced by the store's background thread, unasked

@@ -58,6 +58,7 @@ class CoordinatorConfig:
     """The broker settings the coordinator reads, by Kafka's names (dots → underscores)."""
 
     offsets_topic_num_partitions: int = 50
+    offsets_topic_segment_bytes: int = 104857600
     group_initial_rebalance_delay_ms: int = 3000
     group_min_session_timeout_ms: int = 6000
     group_max_session_timeout_ms: int = 1800000
@@ -130,10 +131,15 @@ class GroupCoordinator:
         started = time.monotonic()
         try:
             self.offsets = await self.loop.run_in_executor(
-                None, lambda: GroupOffsetStore.of(self.store, self.config.offsets_topic_num_partitions))
+                None, lambda: GroupOffsetStore.of(self.store, self.config.offsets_topic_num_partitions,
+                                                  segment_bytes=self.config.offsets_topic_segment_bytes))
         except BaseException:
             self.state = "inactive"
             raise
+        # topics deleted while we were not listening (an offline tool) take their offsets along
+        for topic in sorted(t for t in self.offsets.topics() if not self.store.has_topic(t)):
+            n = self.offsets.remove_topic(topic)
+            log.info("removed %d committed offsets of %s, a topic that no longer exists", n, topic)
         for gid in self.offsets.groups():
             self._load_group(gid)
         if not self._listener_installed:
@@ -388,7 +394,7 @@ class GroupCoordinator:
             if len(g.members) >= self.config.group_max_size and not (
                     group_instance_id and group_instance_id in g.static):
                 return JoinResult(E.GROUP_MAX_SIZE_REACHED, member_id)
-            new_id = f"{client_id}-{uuid.uuid4()}"
+            new_id = f"{group_instance_id or client_id}-{uuid.uuid4()}"  # Kafka's member id form
             if group_instance_id:
                 old = g.static.get(group_instance_id)
                 if old is not None and old in g.members:

@@ -24,6 +24,11 @@ log = logging.getLogger("broker.handlers")
 Handler = Callable[[Any, Any], Awaitable[Any]]
 
 
+class CloseConnection(Exception):
+    """Raised by a handler to close the connection without an answer (and without logging a bug),
+    e.g. Produce with acks=0 that failed: the client learns of it by the disconnect, as with Kafka."""
+
+
 @dataclass(slots=True)
 class Entry:
     api_key: int
@@ -126,4 +131,4 @@ def default_registry(*, groups: bool = True) -> Registry:
     return reg
 
 
-__all__ = ["Registry", "RequestContext", "Entry", "Handler", "default_registry"]
+__all__ = ["Registry", "RequestContext", "Entry", "Handler", "CloseConnection", "default_registry"]

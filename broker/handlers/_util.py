@@ -10,7 +10,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from logstore.errors import LogStoreError
+from logstore.errors import LogStoreError, StoreClosedError
 
 ZERO = datetime.timedelta(0)
 NO_AUTH_OPS = -(2**31)
@@ -59,6 +59,9 @@ def ms(value: Any) -> int:
 
 def error_of(exc: BaseException) -> tuple[int, str]:
     """(Kafka error code, message) for an exception raised by logstore."""
+    if isinstance(exc, StoreClosedError):
+        # the partition was closed under us (topic deleted, store closing): retriable for clients
+        return 3, str(exc)
     if isinstance(exc, LogStoreError):
         code = exc.error_code
         return (code if code is not None else -1), str(exc)

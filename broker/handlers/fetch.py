@@ -18,10 +18,8 @@ isolation level changes nothing.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-import uuid
 from typing import Any
 
 from logstore.errors import LogStoreError, OffsetOutOfRangeError
@@ -99,6 +97,10 @@ def _collect(server: Any, request: Any, v: int) -> tuple[list[TopicResult], int,
                 pr.error_code = e.error_code if e.error_code and e.error_code > 0 else KAFKA_STORAGE_ERROR
                 errors = True
                 continue
+            if data and total > 0 and (len(data) < 12 or len(data) < int.from_bytes(data[8:12], "big") + 12):
+                # not the first partition with data, and not even one whole batch fits: send
+                # nothing rather than a partial batch (the next fetch will get it first or whole)
+                continue
             if data:
                 pr.records = [data]
                 pr.records_size = len(data)
@@ -125,4 +127,4 @@ def register(registry: Any) -> None:
     registry.register(1, fetch, min_version=MIN_VERSION, max_version=MAX_VERSION)
 
 
-__all__ = ["fetch", "register", "uuid"]
+__all__ = ["fetch", "register"]

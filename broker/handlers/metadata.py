@@ -55,7 +55,10 @@ def _topic_entry(mod: Any, server: Any, name: str | None, topic_id: uuid.UUID | 
     parts: tuple = ()
     internal = name in INTERNAL_TOPICS
     if not error:
-        info = server.store.topic(name)
+        try:
+            info = server.store.topic(name)
+        except LogStoreError:     # deleted meanwhile (admin runs in worker threads)
+            return _topic_entry(mod, server, name, topic_id, UNKNOWN_TOPIC_OR_PARTITION)
         topic_id = info.topic_id
         parts = tuple(make(mod.MetadataResponsePartition, error_code=0, partition_index=p, leader_id=node,
                            leader_epoch=0, replica_nodes=(node,), isr_nodes=(node,), offline_replicas=())

@@ -6,7 +6,8 @@ assigns offsets by rewriting baseOffset. No record is parsed here.
 
 Errors are per partition: UNKNOWN_TOPIC_OR_PARTITION (3), CORRUPT_MESSAGE (2),
 MESSAGE_TOO_LARGE (10), UNSUPPORTED_FOR_MESSAGE_FORMAT (43), OUT_OF_ORDER_SEQUENCE_NUMBER (45),
-INVALID_RECORD (87), INVALID_TOPIC_EXCEPTION (17) for internal topics, INVALID_REQUIRED_ACKS (21).
+INVALID_RECORD (87), INVALID_TOPIC_EXCEPTION (17) for internal topics, INVALID_REQUIRED_ACKS (21). With acks=0 there is no response to carry an error, so a failed
+partition closes the connection instead (as Kafka does).
 A duplicate batch of an idempotent producer is answered as success with the offset it got the
 first time, as Kafka does.
 
@@ -24,6 +25,7 @@ from typing import Any
 
 from logstore.errors import DuplicateSequenceError, LogStoreError
 
+from . import CloseConnection
 from ._util import error_of, make, response_module
 
 log = logging.getLogger("broker.handlers.produce")
@@ -81,8 +83,7 @@ async def produce(ctx: Any, request: Any) -> Any:
                 continue
             except LogStoreError as e:
                 code, msg = error_of(e)
-                if acks != 0:
-                    log.debug("produce to %s-%d refused: %s", name, idx, msg)
+                log.debug("produce to %s-%d refused: %s", name, idx, msg)
                 parts.append([idx, code, -1, -1, -1, msg])
                 continue
             except Exception as e:  # noqa: BLE001
@@ -103,6 +104,10 @@ async def produce(ctx: Any, request: Any) -> Any:
         except Exception as e:  # noqa: BLE001
             entry[1], entry[2], entry[5] = KAFKA_STORAGE_ERROR, -1, f"flush failed: {e}"
     if acks == 0:
+        failed = [(name, p[0], p[5]) for name, parts in results for p in parts if p[1]]
+        if failed:
+            # no response to carry the error: close the connection so the client refreshes metadata
+            raise CloseConnection(f"acks=0 produce failed for {failed[0][0]}-{failed[0][1]}: {failed[0][2]}")
         return None
     mod = response_module(request)
     return make(mod.ProduceResponse, responses=tuple(

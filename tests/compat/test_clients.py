@@ -7,6 +7,8 @@ an idempotent producer, consume from the beginning, from an offset and from a ti
 (offsets_for_times) checking every key, value, header and timestamp; delete and recreate the
 topic; records appended through the embedded API are consumed by the client, and records
 produced by the client are read back by the embedded API. Consumers use manual assignment.
+Also: a long-poll fetch of librdkafka is woken by new data; an idempotent producer whose responses
+are lost (a proxy drops connections) retries, and the log holds every record once, in order.
 """
 
 from __future__ import annotations
@@ -286,8 +288,8 @@ async def _aiokafka(broker) -> None:
 
 
 # -- kcat ----------------------------------------------------------------------------------------------------
-@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed (make test installs it)")
 def test_kcat(broker) -> None:
+    assert shutil.which("kcat"), "kcat is not installed (`make test` installs it with apt-get)"
     bs = broker.bootstrap
     t = _topic("kc")
     expected = []
@@ -330,3 +332,119 @@ def test_kcat(broker) -> None:
     recs = broker.store.partition(t, 0).read(0)
     assert [(r.key, r.value) for r in recs] == [(k, v) for k, v, _c in expected]
     assert all(r.headers == [("codec", c.encode())] for r, (_k, _v, c) in zip(recs, expected))
+
+
+# -- idempotent producer with retries --------------------------------------------------------------------
+class _DroppingProxy:
+    """A TCP proxy that forwards requests and drops the connection instead of forwarding chosen
+    responses (by global response count), so the client must retry requests the broker has
+    already executed."""
+
+    def __init__(self, drop: set[int]):
+        import socket
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.target = None
+        self.drop = drop
+        self.count = 0
+        self.dropped = 0
+        self.lock = threading.Lock()
+        self.stopped = False
+        self.threads: list[threading.Thread] = []
+
+    def start(self, target_port: int) -> None:
+        self.target = target_port
+        t = threading.Thread(target=self._accept, daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    def _accept(self) -> None:
+        import socket
+        while not self.stopped:
+            try:
+                c, _ = self.listener.accept()
+            except OSError:
+                return
+            b = socket.create_connection(("127.0.0.1", self.target))
+            for fn in (self._up, self._down):
+                t = threading.Thread(target=fn, args=(c, b), daemon=True)
+                t.start()
+                self.threads.append(t)
+
+    @staticmethod
+    def _close(*socks) -> None:
+        import socket
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def _up(self, c, b) -> None:
+        try:
+            while True:
+                data = c.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        self._close(c, b)
+
+    def _down(self, c, b) -> None:
+        buf = b""
+        try:
+            while True:
+                data = b.recv(65536)
+                if not data:
+                    break
+                buf += data
+                while len(buf) >= 4 and len(buf) >= 4 + int.from_bytes(buf[:4], "big"):
+                    n = 4 + int.from_bytes(buf[:4], "big")
+                    frame, buf = buf[:n], buf[n:]
+                    with self.lock:
+                        self.count += 1
+                        drop = self.count in self.drop
+                    if drop:
+                        self.dropped += 1
+                        raise OSError("dropped")
+                    c.sendall(frame)
+        except OSError:
+            pass
+        self._close(c, b)
+
+    def stop(self) -> None:
+        self.stopped = True
+        self._close(self.listener)
+
+
+def test_idempotent_producer_retries_leave_no_duplicates(tmp_path) -> None:
+    from confluent_kafka import Producer
+    proxy = _DroppingProxy(drop={8, 14, 23, 31})
+    cfg = {"listeners": "PLAINTEXT://127.0.0.1:0", "log.dirs": str(tmp_path / "data"),
+           "advertised.listeners": f"PLAINTEXT://127.0.0.1:{proxy.port}", "offsets.topic.num.partitions": "1"}
+    with BrokerThread(cfg) as b:
+        proxy.start(b.port)
+        try:
+            b.store.create_topic("idem", 1)
+            p = Producer({"bootstrap.servers": f"127.0.0.1:{proxy.port}", "enable.idempotence": True,
+                          "linger.ms": 2, "batch.num.messages": 40, "retry.backoff.ms": 50,
+                          "max.in.flight.requests.per.connection": 5})
+            n = 3000
+            errors = []
+            for i in range(n):
+                p.produce("idem", value=b"%d" % i, partition=0,
+                          on_delivery=lambda err, msg: errors.append(err) if err else None)
+                if i % 100 == 0:
+                    p.poll(0)
+                    time.sleep(0.005)
+            assert p.flush(60) == 0
+            assert not errors, errors[:3]
+            assert proxy.dropped >= 2          # retries really happened
+            recs = b.store.partition("idem", 0).read(0, 1 << 24)
+            assert [r.value for r in recs] == [b"%d" % i for i in range(n)]    # once each, in order
+        finally:
+            proxy.stop()

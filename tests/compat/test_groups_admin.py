@@ -14,8 +14,10 @@ from kafka import KafkaAdminClient, TopicPartition  # noqa: E402
 from kafka.admin import MemberToRemove  # noqa: E402
 from kafka.structs import OffsetAndMetadata  # noqa: E402
 
-from test_groups_clients import Member, create_topic, partitioned, wait_for  # noqa: E402
-from test_groups_clients import broker  # noqa: E402,F401  (fixture)
+try:  # tests/compat as a package or as a rootdir-inserted directory
+    from .test_groups_clients import Member, broker, create_topic, partitioned, wait_for  # noqa: F401
+except ImportError:
+    from test_groups_clients import Member, broker, create_topic, partitioned, wait_for  # noqa: F401
 
 
 def errname(e) -> str:
