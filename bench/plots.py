@@ -85,7 +85,7 @@ def plot_latency(fig: dict, out: Path) -> Path | None:
     if not series:
         return None
     plt = _plt()
-    f, ax = plt.subplots(figsize=(7, 4))
+    f, ax = plt.subplots(figsize=(9.5, 4))
     pct = ["p50_us", "p99_us", "p999_us", "max_us"]
     width = 0.8 / len(series)
     for i, (k, v) in enumerate(series):
@@ -97,7 +97,7 @@ def plot_latency(fig: dict, out: Path) -> Path | None:
     ax.set_ylabel("produce → consume latency, ms (log scale)")
     ax.set_title("End-to-end latency (confluent-kafka, acks=1)")
     ax.axhline(5, color="red", lw=0.8, ls="--", label="target p99 5 ms")
-    ax.legend()
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     f.tight_layout()
     f.savefig(out, dpi=110)
     plt.close(f)

@@ -151,11 +151,10 @@ class Producer:
     Thread-safe. Use as a context manager or call `close()` to flush what is buffered."""
 
     def __init__(self, store: Any, *, partitioner: Partitioner | DefaultPartitioner | None = None,
-                 batch_size: int = 16384, compression_type: str = "none", linger_ms: float = 0):
+                 batch_size: int = 16384, compression_type: str = "none"):
         self.store = store
         self.batch_size = batch_size
         self.compression_type = compression_type
-        self.linger_ms = linger_ms
         self._default = partitioner if isinstance(partitioner, DefaultPartitioner) else DefaultPartitioner(batch_size)
         self._custom = partitioner if partitioner is not None and not isinstance(partitioner, DefaultPartitioner) else None
         self._lock = threading.RLock()
@@ -194,7 +193,7 @@ class Producer:
             full = entry[2] >= self.batch_size
         if k is None and self._custom is None:
             self._default.on_append(topic, partition, size)
-        if full or self.linger_ms <= 0 and self.batch_size <= 0:
+        if full:  # batch_size <= 0: every record is its own batch
             self._drain((topic, partition))
         return fut
 

@@ -126,3 +126,23 @@ def test_trailing_bytes_after_the_last_record_are_tolerated_both_ways() -> None:
     assert R.decode_batch(bytes(batch), verify_crc=False) == R.decode_batch(bytes(batch), verify_crc=False,
                                                                              fast=False)
     assert len(R.decode_batch(bytes(batch), verify_crc=False)) == 3
+
+
+def test_without_the_compiled_reader_everything_decodes_the_pure_way(monkeypatch, tmp_path) -> None:
+    """What a machine without aiokafka runs: `decode_batch` and `Log.read` use the pure loop."""
+    import logstore
+
+    batches = [R.build_batch([(b"k%d" % i, b"v" * i, [("h", None)]) for i in range(50)], compression=c)
+               for c in ("none", "lz4")]
+    want = [R.decode_batch(b) for b in batches]
+    monkeypatch.setattr(R, "_FAST_BATCH", False)
+    assert not R.fast_decode_available()
+    assert [R.decode_batch(b) for b in batches] == want
+    with logstore.open(str(tmp_path / "s"), background=False) as store:
+        store.create_topic("t", 1)
+        lg = store.partition("t", 0)
+        for b in batches:
+            lg.append_batch(b)
+        got = lg.read(0)
+    assert [(r.key, r.value, r.headers) for r in got] == [(r.key, r.value, r.headers) for w in want for r in w]
+    assert [r.offset for r in got] == list(range(100))
