@@ -12,6 +12,8 @@ habits or crash cannot colour another's figures:
             loopback TCP baseline, latency, partition scaling, peers)   -> results/broker.json
   cleaner   bench/bench_cleaner.py (log compaction throughput; owned by the cleaner's author)
                                                              -> results/cleaner.json
+  fsync     bench/bench_fsync.py (acks=all group commit; another author's; full runs only)
+  groups    bench/bench_groups.py (rebalance, OffsetCommit; another author's; full runs only)
 With --quick every result file is `<name>-quick.json`, so a quick run never overwrites a full one.
 Then writes PNG plots beside the JSON, `summary.json` (every headline figure against its target),
 and prints the summary table. A section that fails is reported in the table and the summary;
@@ -31,7 +33,10 @@ from typing import Any, Callable
 
 from .common import RESULTS, ROOT, say, write_result
 
-SECTIONS = ("micro", "embedded", "broker", "cleaner")
+SECTIONS = ("micro", "embedded", "broker", "cleaner", "fsync", "groups")
+# scripts by other authors with no quick mode and a fixed output file: full runs only
+FULL_ONLY = {"fsync": ("bench.bench_fsync", ["--seconds", "3"], "fsync.json"),
+             "groups": ("bench.bench_groups", ["--seconds", "2"], "groups.json")}
 
 
 def _suffix(quick: bool) -> str:
@@ -90,6 +95,15 @@ def _module(name: str, module: str, timeout: float, extra: list[str],
             raise RuntimeError(f"{module} exited {rc} after {dt:.0f} s: {tail}")
         doc = json.loads(path.read_text())
         return doc.get("figures", doc)
+    return run
+
+
+def _script(module: str, args: list[str], result: str) -> Callable[[bool, Path, bool], dict]:
+    def run(quick: bool, results: Path, tiny: bool = False) -> dict[str, Any]:
+        rc, dt, tail = _run([sys.executable, "-m", module, *args], 300)
+        if rc != 0:
+            raise RuntimeError(f"{module} exited {rc} after {dt:.0f} s: {tail}")
+        return json.loads((RESULTS / result).read_text())
     return run
 
 
@@ -174,6 +188,16 @@ def headline(res: dict[str, dict]) -> list[tuple[str, Any, str, bool | None, str
     if c:
         add("cleaner throughput", c.get("clean_mb_s"), "", None, "MiB/s")
         add("  clean / read records", c.get("ratio_to_read_records"), "", None, "x")
+    f = res.get("fsync") or {}
+    if f:
+        add("acks=all + flush.messages=1, 1 producer", (f.get("one_producer") or {}).get("acks_per_s"), "", None,
+            "req/s")
+        add("  16 producers (group commit)", (f.get("sixteen_producers") or {}).get("acks_per_s"),
+            f"fsync baseline {f.get('fsync_baseline_per_s')}/s", None, "req/s")
+    g = res.get("groups") or {}
+    if g:
+        add("group rebalance, 8 members (in-process)", g.get("rebalance_8_ms"), "", None, "ms")
+        add("OffsetCommit (in-process)", g.get("commit_rps"), "", None, "req/s")
     return rows
 
 
@@ -245,8 +269,13 @@ def main(argv: list[str] | None = None) -> int:
     errors: dict[str, str] = {}
     durations: dict[str, float] = {}
     t_all = time.perf_counter()
+    for name, (module, extra, result) in FULL_ONLY.items():
+        runners[name] = _script(module, extra, result)
     for sec in SECTIONS:
         if sec not in wanted:
+            continue
+        if sec in FULL_ONLY and quick:
+            say(f"== {sec}: not run with --quick ({FULL_ONLY[sec][0]} has no quick mode)")
             continue
         say(f"== {sec}")
         t0 = time.perf_counter()

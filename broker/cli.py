@@ -289,7 +289,7 @@ class _DirBackend:
             from logstore.groups import OFFSETS_TOPIC, GroupOffsetStore
             if not create and not self.store.has_topic(OFFSETS_TOPIC):
                 return None
-            self._gos = GroupOffsetStore(self.store)
+            self._gos = GroupOffsetStore.of(self.store)
         return self._gos
 
     def list_groups(self) -> list[str]:

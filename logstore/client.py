@@ -25,7 +25,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-import weakref
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 from .errors import LogStoreError, OffsetOutOfRangeError, UnknownTopicOrPartitionError
@@ -241,19 +240,11 @@ class ConsumerRecord(NamedTuple):
     headers: list
 
 
-_offset_stores: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
-_offset_stores_lock = threading.Lock()
-
-
 def group_offsets(store: Any) -> Any:
-    """The one `GroupOffsetStore` of `store` (shared by every embedded consumer of it)."""
-    with _offset_stores_lock:
-        gos = _offset_stores.get(store)
-        if gos is None:
-            from .groups import GroupOffsetStore
-            gos = GroupOffsetStore(store)
-            _offset_stores[store] = gos
-        return gos
+    """The one `GroupOffsetStore` of `store` in this process, shared with the broker's group
+    coordinator and every embedded consumer, so their views of committed offsets cannot diverge."""
+    from .groups import GroupOffsetStore
+    return GroupOffsetStore.of(store)
 
 
 class Consumer:

@@ -374,6 +374,11 @@ class LogStore:
     def alter_topic_config(self, name: str, set: Mapping[str, Any] | None = None,  # noqa: A002
                            delete: list[str] | tuple[str, ...] = (), *, validate_only: bool = False) -> LogConfig:
         """Change some overrides (Kafka's IncrementalAlterConfigs SET / DELETE)."""
+        with self._lock:
+            return self._alter_topic_config(name, set, delete, validate_only)
+
+    def _alter_topic_config(self, name: str, set: Mapping[str, Any] | None,  # noqa: A002
+                            delete: list[str] | tuple[str, ...], validate_only: bool) -> LogConfig:
         info = self.topic(name)
         overrides = dict(info.config)
         for k in delete:
