@@ -296,7 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = headline(res)
     summary = {"sections_seconds": durations, "total_seconds": elapsed, "errors": errors, "plots": plots,
                "headline": [{"figure": n, "value": v, "unit": u, "target": t, "met": ok} for n, v, t, ok, u in rows]}
-    path = write_result("summary" + _suffix(quick), summary, quick=quick, results_dir=results)
+    # a partial run (--only) must not replace the summary of a whole one
+    name = "summary" if set(wanted) == set(SECTIONS) else "summary-only-" + "-".join(w for w in SECTIONS if w in wanted)
+    path = write_result(name + _suffix(quick), summary, quick=quick, results_dir=results)
     print_table(rows, errors, elapsed, quick)
     say(f"results: {results} (summary: {path.name}; plots: {', '.join(Path(p).name for p in plots) or 'none'})")
     return 1 if errors else 0

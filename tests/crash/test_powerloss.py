@@ -490,6 +490,9 @@ class Campaign:
         rp = lg.recovery_point
         first = lg.append(recs)
         assert first == leo, f"append to {t}-{p} returned offset {first}, the log end was {leo}"
+        # a roll inside the append sealed (fsynced) everything before the new segment
+        rp = max(rp, lg.active_segment.base_offset)
+        self.flushed[(t, p)] = max(self.flushed[(t, p)], lg.active_segment.base_offset)
         # flush.messages: an append that leaves that many records above the recovery point fsyncs
         # them before it returns
         if leo + n - rp >= lg.config.flush_messages:
