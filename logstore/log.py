@@ -184,6 +184,8 @@ class Log:
                     stats.problems.append(f"rebuilding the indexes of {seg.log_path}: missing or torn")
                     self._recover_segment(seg)
                     stats.indexes_rebuilt += 1
+            if stats.indexes_rebuilt:
+                fsync_dir(self.dir)
             return
         rp = self.recovery_point
         start = self.segments.bisect_right(rp) - 1
@@ -207,6 +209,9 @@ class Log:
                     stats.problems.append(problem)
                     self._recover_segment(seg)
                     stats.indexes_rebuilt += 1
+        if stats.segments_scanned or stats.problems:
+            # recovery may have re-created index files or deleted segments: make the names durable
+            fsync_dir(self.dir)
         for seg in list(self.segments.values())[:-1]:
             seg.release()  # a log of thousands of segments must not keep each one open after this
         # an empty trailing segment file after a crash is harmless; keep it as the active one

@@ -16,6 +16,13 @@ Invariants:
   needs no log read.
 - An offset index entry is (last offset of a batch, position of that batch); lookups trust an
   entry only after checking the batch header there, and scan from the top otherwise.
+- The `.log` descriptor is owned by an `FdHandle`, closed when its last reference goes: the
+  segment drops its reference at `release`/`close`/`delete_files`, and each `FileSlice` holds one,
+  so a slice outliving its segment (fetch data sent after retention purged the file, or after
+  `truncate_to` deleted it) still reads that file, never a closed or reused descriptor number.
+- Recovery's repairs are durable before it returns: a cut log is fdatasynced, a sealed
+  segment's rebuilt and trimmed indexes are fsynced (as `seal` does), since a clean close right
+  after would make the next open trust them without a scan.
 
 Costs: `append` O(1) plus the write; `find_position` O(log n) index search plus a scan of at most
 `index.interval.bytes` of batch headers; `recover` O(size), reading headers and CRCs only.
@@ -26,7 +33,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 from . import records as R
@@ -48,17 +55,47 @@ def segment_name(base_offset: int) -> str:
     return f"{base_offset:020d}"
 
 
+class FdHandle:
+    """Owns one open descriptor; closes it when the last reference goes (CPython refcounting, so
+    at once, no syscall on the hot path). The segment holds one reference while open; every
+    FileSlice it hands out holds another, so a slice's `fd` stays this file's descriptor — never
+    closed under it, never a reused number serving another file — for as long as the slice lives,
+    even after the segment was closed, deleted or purged (an unlinked file stays readable)."""
+
+    __slots__ = ("fd", "__weakref__")
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def __del__(self) -> None:
+        try:
+            os.close(self.fd)
+        except (OSError, TypeError):  # TypeError: interpreter shutdown
+            pass
+
+
 @dataclass(frozen=True)
 class FileSlice:
-    """A region of a segment file: what a fetch sends. `size` 0 means no data."""
+    """A region of a segment file: what a fetch sends. `size` 0 means no data.
+
+    `fd` is valid while the slice object is alive (it holds the descriptor's FdHandle): keep the
+    slice itself — not just the integer — until the bytes are sent (e.g. across an async
+    sendfile); drop it afterwards, or call `close()` to let go early."""
 
     fd: int
     position: int
     size: int
     path: str = ""
+    handle: FdHandle | None = field(default=None, repr=False, compare=False)
 
     def read(self) -> bytes:
         return pread_full(self.fd, self.size, self.position) if self.size else b""
+
+    def close(self) -> None:
+        """Drop this slice's hold on the descriptor (reading it afterwards is an error)."""
+        object.__setattr__(self, "handle", None)
+        object.__setattr__(self, "fd", -1)
+        object.__setattr__(self, "size", 0)
 
 
 def pread_full(fd: int, n: int, pos: int) -> bytes:
@@ -92,14 +129,14 @@ class LogSegment:
                                     writable=active)
         self.index_interval_bytes = index_interval_bytes
         self.active = active
-        self._fd: int | None = None
+        self._fh: FdHandle | None = None
         self._fd_lock = threading.Lock()
         # serialises flush (which runs outside the Log's lock) with seal and close, which unmap
         # the indexes and close the file that flush syncs
         self._life_lock = threading.Lock()
         if create:
             fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-            self._fd = fd
+            self._fh = FdHandle(fd)
             self.size = 0
         else:
             self.size = os.path.getsize(self.log_path)
@@ -112,18 +149,29 @@ class LogSegment:
         self.closed = False
 
     # -- files -----------------------------------------------------------------------------
+    def _handle(self) -> FdHandle:
+        """The descriptor's handle, opening the file lazily. Callers that use the fd outside the
+        Log's lock keep the handle in a local, so a concurrent close cannot close it under them."""
+        fh = self._fh
+        if fh is None:
+            with self._fd_lock:
+                if self._fh is None:
+                    self._fh = FdHandle(os.open(self.log_path, os.O_RDWR))
+                fh = self._fh
+        return fh
+
+    @property
+    def _fd(self) -> int | None:
+        fh = self._fh
+        return None if fh is None else fh.fd
+
     @property
     def fd(self) -> int:
-        fd = self._fd
-        if fd is None:
-            with self._fd_lock:
-                if self._fd is None:
-                    self._fd = os.open(self.log_path, os.O_RDWR)
-                fd = self._fd
-        return fd
+        return self._handle().fd
 
     def pread(self, n: int, pos: int) -> bytes:
-        return pread_full(self.fd, n, pos)
+        fh = self._handle()
+        return pread_full(fh.fd, n, pos)
 
     # -- derived state (lazy for sealed segments) -------------------------------------------
     @property
@@ -283,7 +331,8 @@ class LogSegment:
             return None
         pos, h = found
         limit = max(max_bytes, h.size) if min_one else max_bytes
-        return FileSlice(self.fd, pos, min(end - pos, limit), self.log_path)
+        fh = self._handle()
+        return FileSlice(fh.fd, pos, min(end - pos, limit), self.log_path, fh)
 
     def iter_batches(self, position: int = 0, end: int | None = None) -> Iterator[tuple[int, R.BatchHeader, bytes]]:
         """(position, header, batch bytes) of each whole batch from `position`."""
@@ -377,16 +426,34 @@ class LogSegment:
         if valid_end < size and reason is None:
             reason = f"truncated batch at position {valid_end} of {self.log_path}"
         truncated = size - valid_end
-        if truncated:
-            os.ftruncate(self.fd, valid_end)
-        self.size = valid_end
-        self._next_offset = next_offset
-        if not self.active:
-            if self._max_ts >= 0:  # type: ignore[operator]
-                self.time_index.append_final(self._max_ts, self._offset_of_max_ts)  # type: ignore[arg-type]
-            self.index.trim()
-            self.time_index.trim()
+        try:
+            if truncated:
+                # durable at once: a clean close after this open would make the next open trust it
+                os.ftruncate(self.fd, valid_end)
+                os.fdatasync(self.fd)
+            self.size = valid_end
+            self._next_offset = next_offset
+            if not self.active:
+                if self._max_ts >= 0:  # type: ignore[operator]
+                    self.time_index.append_final(self._max_ts, self._offset_of_max_ts)  # type: ignore[arg-type]
+                self.index.trim()
+                self.time_index.trim()
+                # as at `seal`: the rebuilt, trimmed files must be on disk before anything (a clean
+                # shutdown marker) says they can be trusted; a trim whose new length is lost leaves
+                # a zero tail whose last "entry" says the largest timestamp is 0
+                self._fsync_index_files()
+        except OSError as e:
+            raise KafkaStorageError(f"cannot recover {self.log_path}: {e.strerror}") from e
         return truncated, reason
+
+    def _fsync_index_files(self) -> None:
+        for p in (self.index.path, self.time_index.path):
+            if os.path.exists(p):
+                fd = os.open(p, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
 
     def _index_batch(self, pos: int, h: R.BatchHeader) -> None:
         if h.max_timestamp > self._max_ts:  # type: ignore[operator]
@@ -480,13 +547,7 @@ class LogSegment:
                     self.time_index.append_final(max_ts, self._offset_of_max_ts)
                 self.index.trim()
                 self.time_index.trim()
-                for p in (self.index.path, self.time_index.path):
-                    if os.path.exists(p):
-                        fd = os.open(p, os.O_RDONLY)
-                        try:
-                            os.fsync(fd)
-                        finally:
-                            os.close(fd)
+                self._fsync_index_files()
             except OSError as e:
                 raise KafkaStorageError(f"cannot seal {self.log_path}: {e.strerror}") from e
             self.active = False
@@ -510,9 +571,7 @@ class LogSegment:
                 return
             self.index.close()
             self.time_index.close()
-            if self._fd is not None:
-                fd, self._fd = self._fd, None
-                os.close(fd)
+            self._fh = None  # closed by FdHandle once no FileSlice holds it
 
     def close(self) -> None:
         with self._life_lock:
@@ -525,11 +584,7 @@ class LogSegment:
             else:
                 self.index.close()
                 self.time_index.close()
-            if self._fd is not None:
-                try:
-                    os.close(self._fd)
-                finally:
-                    self._fd = None
+            self._fh = None  # closed by FdHandle once no FileSlice holds it
 
     def paths(self) -> list[str]:
         return [self.log_path, self.index.path, self.time_index.path]

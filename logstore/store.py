@@ -17,7 +17,9 @@ adopted as topics with default configs.
 
 Invariants: one process owns a log dir (flock); a clean open scans no log data; after an
 unclean stop each partition is recovered from its recovery point; a topic is in `topics()` iff
-its metadata record is live.
+its metadata record is live. A partition directory of a topic whose last metadata record is a
+tombstone is the remains of an interrupted `delete_topic` and is removed at open, never adopted
+(adopting it would bring the topic back with the already-removed partitions empty).
 """
 
 from __future__ import annotations
@@ -164,7 +166,7 @@ class LogStore:
         self.start_offsets = self._read_ckpt(ckpt.LOG_START_OFFSET_FILE)
         self._meta_log = self._open_log(METADATA_TOPIC, 0, LogConfig({"cleanup.policy": "compact",
                                                                        "segment.bytes": 16 << 20}))
-        self._replay_metadata()
+        deleted = self._replay_metadata()
         for name in os.listdir(self.path):
             full = os.path.join(self.path, name)
             if name.endswith("-delete") and os.path.isdir(full):
@@ -179,6 +181,15 @@ class LogStore:
             except InvalidTopicError:
                 continue
             info = self._topics.get(topic)
+            if info is None and topic in deleted:
+                # a deletion cut short after its tombstone became durable: finish it, never adopt
+                # the leftovers (that would resurrect the topic with some partitions emptied)
+                target = f"{full}.{uuid.uuid4().hex}-delete"
+                os.rename(full, target)
+                fsync_dir(self.path)
+                shutil.rmtree(target, ignore_errors=True)
+                log.warning("removed partition directory %s of deleted topic %r", full, topic)
+                continue
             if info is None:
                 # data without metadata: adopt it (a Kafka log dir, or a crash mid-create)
                 info = TopicInfo(topic, uuid.uuid4(), p + 1, {})
@@ -226,7 +237,9 @@ class LogStore:
             fsync_dir(self.path)
         return lg
 
-    def _replay_metadata(self) -> None:
+    def _replay_metadata(self) -> set[str]:
+        """Load the live topic records; returns the names whose last record is a tombstone."""
+        deleted: set[str] = set()
         ml = self._meta_log
         off = ml.log_start_offset
         while off < ml.log_end_offset:
@@ -240,9 +253,12 @@ class LogStore:
                 name = key[len("topic/"):]
                 if r.value is None:
                     self._topics.pop(name, None)
+                    deleted.add(name)
                 else:
                     self._topics[name] = TopicInfo.from_json(r.value)
+                    deleted.discard(name)
             off = recs[-1].offset + 1
+        return deleted
 
     def _write_metadata(self, info: TopicInfo, *, delete: bool = False) -> None:
         key = f"topic/{info.name}".encode()
@@ -400,6 +416,7 @@ class LogStore:
             del self._topics[name]
             self._configs.pop(name, None)
             logs = [self._logs.pop((name, p)) for p in range(info.partitions) if (name, p) in self._logs]
+        targets = []
         for lg in logs:
             with lg.lock:
                 lg.closed = True
@@ -411,8 +428,12 @@ class LogStore:
                 os.rename(lg.dir, target)
             except FileNotFoundError:
                 continue
-            shutil.rmtree(target, ignore_errors=True)
+            targets.append(target)
+        # every directory is renamed (and the renames durable) before any is emptied; a crash
+        # before this point leaves directories that `_open` removes because of the tombstone
         fsync_dir(self.path)
+        for target in targets:
+            shutil.rmtree(target, ignore_errors=True)
         self._notify(name, "delete")
 
     def add_topic_listener(self, fn: Callable[[str, str], None]) -> None:

@@ -102,7 +102,7 @@ def read_each(lg, expected: dict, damaged: str | None, damage_at: int | None) ->
             continue
         assert got, f"read of offset {o} returned nothing"
         r = got[0]
-        assert r.offset == o, (f"read of offset {o} returned offset {r.offset}: records were skipped silently "
+        assert r.offset == o, (f"read of offset {o} returned offset {r.offset}: wrong offsets served or records skipped "
                                f"(damage in {damaged} at {damage_at})")
         assert (r.key, r.value, r.timestamp) == expected[o], f"offset {o} returned wrong data {r!r}"
     return errors
@@ -276,3 +276,11 @@ def test_truncated_sealed_segment_is_refused_not_skipped(template, tmp_path):
             errors = read_each(lg, expected, path, None)
             assert errors > 0
         shutil.rmtree(root)
+
+
+@pytest.mark.slow
+def test_corruption_long():
+    """The cases above with 150 trials each (make test-slow)."""
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow", __file__],
+                       env={**os.environ, "CORRUPTION_TRIALS": "150"}, capture_output=True, text=True, timeout=3600)
+    assert r.returncode == 0, r.stdout[-5000:]

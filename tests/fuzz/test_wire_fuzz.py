@@ -30,7 +30,7 @@ import wire  # noqa: E402
 
 MAX_REQUEST = 1 << 20
 COUNTS = {"inputs": 0, "answered": 0, "closed": 0}
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 
 
 @pytest.fixture(scope="module")
@@ -182,3 +182,13 @@ def test_bad_input_never_hurts_the_broker_or_other_clients(broker, kind, seed):
     assert b.alive(), f"the broker died on a {kind} input:\n{b.log()[-3000:]}"
     assert victim_end(bystander) == before, f"a {kind} input changed the victim partition"
     bystander_roundtrip(bystander, COUNTS["inputs"])
+
+
+@pytest.mark.slow
+def test_wire_fuzz_long():
+    """The property above with 3000 examples (make test-slow)."""
+    import subprocess
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-m", "not slow", __file__],
+                       env={**os.environ, "FUZZ_EXAMPLES": "3000"}, capture_output=True, text=True, timeout=3600)
+    assert r.returncode == 0, r.stdout[-5000:]
+    print(r.stdout[-400:])
