@@ -18,6 +18,7 @@ index lookup + a bounded header scan; offset_for_timestamp O(segments) + one bat
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
@@ -31,11 +32,15 @@ from . import records as R
 from .config import LogConfig
 from .errors import (CorruptRecordError, InvalidRecordError, InvalidTimestampError, KafkaStorageError,
                      LogStoreError, OffsetOutOfRangeError, RecordTooLargeError, StoreClosedError)
+from . import producer_state as PS
 from .producer_state import ProducerStateManager
 from .segment import (CLEANED_SUFFIX, DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, SWAP_SUFFIX,
                       TIMEINDEX_SUFFIX, FileSlice, LogSegment)
 
 _EMPTY_SLICE = FileSlice(-1, 0, 0)
+KEEP_SNAPSHOTS = 3  # producer-state snapshot files kept per partition (newest)
+
+logger = logging.getLogger("logstore")
 
 
 @dataclass(frozen=True)
@@ -225,12 +230,63 @@ class Log:
             self.stats.problems.append(f"truncated {truncated} bytes: {reason}")
         return truncated
 
+    # -- producer state (snapshots: producer_state.py) ----------------------------------------
     def _producer_headers(self) -> Iterable[R.BatchHeader]:
+        """The producer-state loader: restore the newest valid snapshot at or below the LEO
+        (deleting stale and corrupt ones), then yield the headers of the batches from its offset
+        to the LEO. Without a snapshot, the scan starts at the second-to-last segment (bounded;
+        producers only in older segments are forgotten, as after Kafka's expiry)."""
         with self.lock:
-            seg = self.segments.peekitem(-1)[1]
-            end = seg.size
-        for _p, h in seg._iter_headers_from(0, end):
-            yield h
+            leo = self.log_end_offset
+            start = None
+            for off, path in reversed(PS.list_snapshots(self.dir)):
+                if off > leo:
+                    self._remove_file(path)  # from before a truncation or an unclean cut
+                    continue
+                try:
+                    self.producer_state.restore(PS.read_snapshot(path))
+                except (PS.CorruptSnapshotError, OSError) as e:
+                    logger.warning("ignoring producer snapshot of %s: %s; rebuilding by a scan", self.name, e)
+                    self._remove_file(path)
+                    continue
+                start = off
+                break
+            bases = list(self.segments.keys())
+            if start is None:
+                start = bases[-2] if len(bases) > 1 else bases[0]
+            i = max(self.segments.bisect_right(start) - 1, 0)
+            segs = [(seg, seg.size) for seg in list(self.segments.values())[i:]]
+        for seg, end in segs:
+            found = seg.find_position(start, end) if seg is segs[0][0] else None
+            pos = found[0] if found else 0
+            for _p, h in seg._iter_headers_from(pos, end):
+                if h.last_offset >= start:
+                    yield h
+
+    def _remove_file(self, path: str) -> None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+    def _take_producer_snapshot(self, offset: int) -> None:
+        """Write the producer state at `offset` (= LEO) if it is complete, keep the newest
+        KEEP_SNAPSHOTS files. Best effort: a missing snapshot costs a longer scan, never data.
+        The caller fsyncs the directory."""
+        ps = self.producer_state
+        if not ps.loaded:
+            return  # nothing loaded since open: older snapshots plus the log still say it all
+        try:
+            PS.write_snapshot(PS.snapshot_path(self.dir, offset), ps.producers)
+            for _off, path in PS.list_snapshots(self.dir)[:-KEEP_SNAPSHOTS]:
+                self._remove_file(path)
+        except OSError as e:
+            logger.warning("cannot write producer snapshot of %s at offset %d: %s", self.name, offset, e)
+
+    def _drop_producer_snapshots_above(self, offset: int) -> None:
+        for off, path in PS.list_snapshots(self.dir):
+            if off > offset:
+                self._remove_file(path)
 
     # -- properties --------------------------------------------------------------------------
     @property
@@ -369,6 +425,19 @@ class Log:
             fn(self)
         return result
 
+    def _time_waited_for_roll(self, seg: LogSegment, batches: Sequence[tuple[int, R.BatchHeader]],
+                              now: int) -> int:
+        """Kafka's `timeWaitedForRoll`: the incoming batches' largest timestamp minus the segment's
+        first batch timestamp, so replaying old data does not roll a segment per append; wall
+        clock since creation when there are no record timestamps to go by."""
+        if self.config.message_timestamp_type == "LogAppendTime":
+            incoming = now
+        else:
+            incoming = max(h.max_timestamp for _, h in batches)
+        if incoming < 0:
+            return now - seg.created_ms
+        return incoming - seg.rolling_timestamp
+
     def _maybe_roll(self, size: int, batches: Sequence[tuple[int, R.BatchHeader]], now: int) -> LogSegment:
         seg: LogSegment = self.segments.peekitem(-1)[1]
         cfg = self.config
@@ -376,7 +445,7 @@ class Log:
             return seg
         last_delta = sum(h.last_offset_delta + 1 for _, h in batches)
         if (seg.size + size > cfg.segment_bytes
-                or now - seg.rolling_timestamp > cfg.segment_ms - cfg.segment_jitter_ms
+                or self._time_waited_for_roll(seg, batches, now) > cfg.segment_ms - cfg.segment_jitter_ms
                 or seg.index.is_full() or seg.time_index.is_full()
                 or seg.next_offset + last_delta - seg.base_offset > 0x7FFFFFFF):
             return self.roll()
@@ -394,6 +463,7 @@ class Log:
             seg = LogSegment(self.dir, base, index_interval_bytes=cfg.index_interval_bytes,
                              max_index_bytes=cfg.segment_index_bytes, active=True, create=True)
             self.segments[base] = seg
+            self._take_producer_snapshot(base)
             fsync_dir(self.dir)
             # the sealed segment and everything before it is on disk
             self.recovery_point = max(self.recovery_point, base)
@@ -551,6 +621,7 @@ class Log:
             self.recovery_point = min(self.recovery_point, self.log_end_offset)
             if self._log_start_offset > self.log_end_offset:
                 self._log_start_offset = self.log_end_offset
+            self._drop_producer_snapshots_above(self.log_end_offset)
             self.producer_state.truncate()
 
     def truncate_fully(self, new_offset: int) -> None:
@@ -559,6 +630,7 @@ class Log:
             for seg in list(self.segments.values()):
                 seg.delete_files()
             self.segments.clear()
+            self._drop_producer_snapshots_above(-1)
             cfg = self.config
             self.segments[new_offset] = LogSegment(self.dir, new_offset, index_interval_bytes=cfg.index_interval_bytes,
                                                    max_index_bytes=cfg.segment_index_bytes, active=True,
@@ -674,6 +746,8 @@ class Log:
                 return
             try:
                 self.flush()
+                self._take_producer_snapshot(self.log_end_offset)
+                fsync_dir(self.dir)
             finally:
                 self.closed = True
                 for seg in self.segments.values():
