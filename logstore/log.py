@@ -11,6 +11,14 @@ Invariants:
   segments from the one holding the recovery point on are scanned.
 - appends, rolls, truncation and segment deletion hold `self.lock`; fsync runs outside it
   (under `_flush_lock`), so concurrent flushes share one fsync (group commit).
+- a failed fsync (flush, seal at roll, truncation) takes the partition offline (`failed`):
+  appends, rolls, truncation and flushes of unflushed data raise KafkaStorageError naming the
+  partition and the first error; reads and flushes already covered go on; close skips the flush.
+- producer state: a roll and a clean close write `<LEO>.snapshot` (producer_state.py; only
+  once the state was loaded, i.e. complete), after the data below it was fsynced; at most
+  KEEP_SNAPSHOTS are kept. Loading restores the newest snapshot <= LEO (stale ones above the LEO
+  and corrupt ones are deleted, the latter with a warning) and replays headers from its offset,
+  so a retry of a batch in an older segment is recognised after a roll and a reopen.
 
 Costs: append O(batch headers + bytes written); read_slice O(log segments) bisect + O(log n)
 index lookup + a bounded header scan; offset_for_timestamp O(segments) + one batch decode.
@@ -100,6 +108,7 @@ class Log:
         self.last_flush_ms = int(time.time() * 1000)
         self.listeners: list[Callable[["Log"], None]] = []
         self.closed = False
+        self._failure: str | None = None  # set by a failed fsync: the partition is offline
         self.stats = stats or RecoveryStats()
         self._pending_deletes: list[tuple[float, LogSegment]] = []
         os.makedirs(directory, exist_ok=True)
@@ -269,19 +278,21 @@ class Log:
         except FileNotFoundError:
             pass
 
-    def _take_producer_snapshot(self, offset: int) -> None:
+    def _take_producer_snapshot(self, offset: int) -> bool:
         """Write the producer state at `offset` (= LEO) if it is complete, keep the newest
         KEEP_SNAPSHOTS files. Best effort: a missing snapshot costs a longer scan, never data.
         The caller fsyncs the directory."""
         ps = self.producer_state
         if not ps.loaded:
-            return  # nothing loaded since open: older snapshots plus the log still say it all
+            return False  # nothing loaded since open: older snapshots plus the log still say it all
         try:
             PS.write_snapshot(PS.snapshot_path(self.dir, offset), ps.producers)
             for _off, path in PS.list_snapshots(self.dir)[:-KEEP_SNAPSHOTS]:
                 self._remove_file(path)
         except OSError as e:
             logger.warning("cannot write producer snapshot of %s at offset %d: %s", self.name, offset, e)
+            return False
+        return True
 
     def _drop_producer_snapshots_above(self, offset: int) -> None:
         for off, path in PS.list_snapshots(self.dir):
@@ -390,6 +401,7 @@ class Log:
         with self.lock:
             if self.closed:
                 raise StoreClosedError(f"partition {self.name} is closed")
+            self._check_online()
             for _pos, h in batches:
                 if h.producer_id >= 0 and h.base_sequence >= 0 and not h.is_control:
                     self.producer_state.check(h.producer_id, h.producer_epoch, h.base_sequence,
@@ -457,14 +469,24 @@ class Log:
             old: LogSegment = self.segments.peekitem(-1)[1]
             if old.size == 0:
                 return old
+            self._check_online()
             base = old.next_offset
-            old.seal()
+            try:
+                old.seal()
+            except KafkaStorageError as e:
+                self._fail(e)
+                raise
             cfg = self.config
             seg = LogSegment(self.dir, base, index_interval_bytes=cfg.index_interval_bytes,
                              max_index_bytes=cfg.segment_index_bytes, active=True, create=True)
             self.segments[base] = seg
             self._take_producer_snapshot(base)
-            fsync_dir(self.dir)
+            try:
+                fsync_dir(self.dir)
+            except OSError as e:
+                self._fail(e)
+                raise KafkaStorageError(f"cannot fsync directory {self.dir} of partition {self.name}: "
+                                        f"{e.strerror}") from e
             # the sealed segment and everything before it is on disk
             self.recovery_point = max(self.recovery_point, base)
             return seg
@@ -480,17 +502,24 @@ class Log:
                 end = self.log_end_offset
                 if self.recovery_point >= (end if offset is None else min(offset, end)):
                     return
+                self._check_online()  # a later fsync "succeeding" proves nothing: never retry one
                 start = self.segments.bisect_right(self.recovery_point) - 1
                 segs = list(self.segments.values())[max(start, 0):]
             for seg in segs:
                 if not seg.closed:
-                    seg.flush()
+                    try:
+                        seg.flush()
+                    except KafkaStorageError as e:
+                        self._fail(e)
+                        raise
             with self.lock:
                 self.recovery_point = max(self.recovery_point, end)
                 self.last_flush_ms = int(time.time() * 1000)
 
     def flush_if_due(self, now_ms: int) -> bool:
         """The `flush.ms` policy: flush when unflushed data is older than flush.ms."""
+        if self._failure is not None:
+            return False
         if self.recovery_point < self.log_end_offset and now_ms - self.last_flush_ms >= self.config.flush_ms:
             self.flush()
             return True
@@ -603,6 +632,7 @@ class Log:
         with self.lock:
             if offset >= self.log_end_offset:
                 return
+            self._check_online()
             if offset < self.segments.peekitem(0)[0]:
                 # nothing kept: restart empty at `offset`, as Kafka's truncateFullyAndStartAt
                 self.truncate_fully(max(offset, 0))
@@ -617,7 +647,11 @@ class Log:
                 fsync_dir(self.dir)  # a crash must not bring the cut segments back
             seg = self.segments.peekitem(-1)[1]
             seg.activate()
-            seg.truncate_to(offset)
+            try:
+                seg.truncate_to(offset)
+            except KafkaStorageError as e:
+                self._fail(e)
+                raise
             self.recovery_point = min(self.recovery_point, self.log_end_offset)
             if self._log_start_offset > self.log_end_offset:
                 self._log_start_offset = self.log_end_offset
@@ -738,20 +772,51 @@ class Log:
             seg.delete_files()
         return len(due)
 
+    # -- failure -------------------------------------------------------------------------------
+    @property
+    def failed(self) -> str | None:
+        """Why the partition is offline (a failed fsync), or None."""
+        return self._failure
+
+    def _fail(self, e: BaseException) -> None:
+        """After a failed fsync the kernel may have dropped the dirty pages and report the next
+        fsync as a success: nothing written since the last good flush can be trusted durable.
+        Like Kafka taking the log dir offline, refuse appends, rolls, truncation and flushes of
+        unflushed data from now on; reads go on (data below the recovery point is durable, the
+        rest is still in the page cache). Reopening the store recovers from the recovery point."""
+        if self._failure is None:
+            self._failure = str(e) or repr(e)
+            logger.error("partition %s is offline: %s", self.name, self._failure)
+
+    def _check_online(self) -> None:
+        if self._failure is not None:
+            raise KafkaStorageError(
+                f"partition {self.name} ({self.dir}) is offline after a failed fsync: {self._failure}; "
+                "reopen the log dir to recover it")
+
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
-        """Flush, trim the active segment's indexes and close every file."""
+        """Flush, trim the active segment's indexes and close every file. A failed (offline) log
+        is only closed: its unflushed tail is left to recovery at the next open."""
         with self.lock:
             if self.closed:
                 return
             try:
-                self.flush()
-                self._take_producer_snapshot(self.log_end_offset)
-                fsync_dir(self.dir)
+                if self._failure is None:
+                    self.flush()
+                    if self._take_producer_snapshot(self.log_end_offset):
+                        fsync_dir(self.dir)
             finally:
                 self.closed = True
+                error: OSError | None = None
                 for seg in self.segments.values():
-                    seg.close()
+                    try:
+                        seg.close()  # msyncs the active segment's indexes
+                    except OSError as e:
+                        error = error or e
+                if error is not None and self._failure is None:
+                    self._fail(error)
+                    raise KafkaStorageError(f"cannot close partition {self.name}: {error}") from error
         self.purge_deleted(force=True)
 
     def delete(self) -> None:

@@ -1,4 +1,5 @@
-"""Idempotent-producer state of one partition (Kafka's ProducerStateManager, in small).
+"""Idempotent-producer state of one partition (Kafka's ProducerStateManager, in small), and its
+snapshot files.
 
 For each producer id: its epoch and the (first sequence, last sequence, first offset, last
 offset, timestamp) of its last five batches, which is what a retrying producer can resend
@@ -8,20 +9,54 @@ offset, timestamp) of its last five batches, which is what a retrying producer c
 - in order when its first sequence is the last one + 1 (wrapping at 2^31), or 0 for a new epoch;
 - otherwise out of order (OUT_OF_ORDER_SEQUENCE_NUMBER), or fenced if its epoch is older.
 
-The state is rebuilt from batch headers (never records) of the active segment the first time a
-producer that is unknown since open sends a batch (once per open or truncation).
+The state is rebuilt the first time a producer unknown since open (or since a truncation) sends
+a batch: the owner's loader restores the newest valid snapshot and replays batch headers (never
+records) from the snapshot's offset to the log end (log.py).
+
+Snapshot file `<offset, 20 digits>.snapshot` in the partition dir: the state of every batch
+below `offset`. Kafka's format (ProducerStateManager, snapshot version 1), big-endian:
+    version                  i16   1
+    crc                      u32   CRC32C of every byte after this field
+    count                    i32   number of entries, then per entry (46 bytes):
+      producer_id            i64
+      epoch                  i16
+      last_sequence          i32
+      last_offset            i64
+      offset_delta           i32   last_sequence - first sequence of the batch
+      timestamp              i64   the batch's max timestamp
+      coordinator_epoch      i32   -1 (no transactions here)
+      current_txn_first_offset i64 -1
+Kafka writes one entry per producer (its last batch). We write one entry per cached batch,
+oldest first, so a producer appears up to five times: Kafka's reader keeps the last entry of a
+producer (its newest batch) and so reads our files correctly; ours keeps all of them, so the
+five-batch dedupe window survives a restart. A file that is short, of another version or whose
+CRC does not match raises CorruptSnapshotError (the owner logs it, deletes the file and falls
+back to an older snapshot or a scan).
 """
 
 from __future__ import annotations
 
+import os
+import struct
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from .errors import DuplicateSequenceError, InvalidProducerEpochError, OutOfOrderSequenceError
-from .records import BatchHeader
+from .records import BatchHeader, crc32c
 
 KEEP_BATCHES = 5
+SNAPSHOT_SUFFIX = ".snapshot"
+SNAPSHOT_VERSION = 1
+_SNAP_HEAD = struct.Struct(">hIi")  # version, crc, entry count
+_SNAP_ENTRY = struct.Struct(">qhiqiqiq")
+assert _SNAP_ENTRY.size == 46
+_CRC_START = 6
+_SEQ_MOD = 1 << 31
+
+
+class CorruptSnapshotError(ValueError):
+    """A producer-state snapshot file that cannot be trusted (torn, other version, bad CRC)."""
 
 
 @dataclass
@@ -87,3 +122,80 @@ class ProducerStateManager:
         """Forget everything (the log was truncated); rebuilt from the log when needed."""
         self.producers.clear()
         self._loaded = self._loader is None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the table holds the whole state (so a snapshot of it is complete)."""
+        return self._loaded
+
+    def restore(self, producers: dict[int, ProducerEntry]) -> None:
+        """Replace the table with a snapshot's (the loader does this before replaying headers)."""
+        self.producers = producers
+
+
+# -- snapshot files ---------------------------------------------------------------------------------
+def snapshot_path(directory: str, offset: int) -> str:
+    return os.path.join(directory, f"{offset:020d}{SNAPSHOT_SUFFIX}")
+
+
+def list_snapshots(directory: str) -> list[tuple[int, str]]:
+    """(offset, path) of each snapshot file in `directory`, oldest first."""
+    out = []
+    for fname in os.listdir(directory):
+        stem = fname[: -len(SNAPSHOT_SUFFIX)]
+        if fname.endswith(SNAPSHOT_SUFFIX) and stem.isdigit() and len(stem) == 20:
+            out.append((int(stem), os.path.join(directory, fname)))
+    return sorted(out)
+
+
+def encode_snapshot(producers: dict[int, ProducerEntry]) -> bytes:
+    body = bytearray()
+    count = 0
+    for pid, e in producers.items():
+        for first_seq, last_seq, first_off, last_off, ts in e.batches:
+            body += _SNAP_ENTRY.pack(pid, e.epoch, last_seq, last_off, last_off - first_off, ts, -1, -1)
+            count += 1
+    tail = struct.pack(">i", count) + bytes(body)
+    return struct.pack(">hI", SNAPSHOT_VERSION, crc32c(tail)) + tail
+
+
+def decode_snapshot(data: bytes, path: str = "") -> dict[int, ProducerEntry]:
+    """The producer table of a snapshot file's bytes. Raises CorruptSnapshotError naming the
+    file and what is wrong."""
+    if len(data) < _SNAP_HEAD.size:
+        raise CorruptSnapshotError(f"producer snapshot {path} is {len(data)} bytes, shorter than its header")
+    version, crc, count = _SNAP_HEAD.unpack_from(data, 0)
+    if version != SNAPSHOT_VERSION:
+        raise CorruptSnapshotError(f"producer snapshot {path} has unknown version {version}")
+    if crc32c(memoryview(data)[_CRC_START:]) != crc:
+        raise CorruptSnapshotError(f"producer snapshot {path} fails its CRC check")
+    if count < 0 or len(data) != _SNAP_HEAD.size + count * _SNAP_ENTRY.size:
+        raise CorruptSnapshotError(f"producer snapshot {path} holds {len(data)} bytes for {count} entries")
+    producers: dict[int, ProducerEntry] = {}
+    for pid, epoch, last_seq, last_off, delta, ts, _ce, _txn in _SNAP_ENTRY.iter_unpack(
+            memoryview(data)[_SNAP_HEAD.size:]):
+        e = producers.get(pid)
+        if e is None or e.epoch != epoch:
+            e = producers[pid] = ProducerEntry(epoch)
+        if last_off >= 0:  # Kafka writes -1 for a producer with no batch left
+            e.batches.append(((last_seq - delta) % _SEQ_MOD, last_seq, last_off - delta, last_off, ts))
+    return producers
+
+
+def write_snapshot(path: str, producers: dict[int, ProducerEntry]) -> None:
+    """Write and fsync a snapshot file (the caller makes its name durable with a dir fsync). A
+    crash mid-write leaves a file that fails its CRC and is ignored."""
+    data = encode_snapshot(producers)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_snapshot(path: str) -> dict[int, ProducerEntry]:
+    with open(path, "rb") as f:
+        return decode_snapshot(f.read(), path)

@@ -19,7 +19,9 @@ Invariants: one process owns a log dir (flock); a clean open scans no log data; 
 unclean stop each partition is recovered from its recovery point; a topic is in `topics()` iff
 its metadata record is live. A partition directory of a topic whose last metadata record is a
 tombstone is the remains of an interrupted `delete_topic` and is removed at open, never adopted
-(adopting it would bring the topic back with the already-removed partitions empty).
+(adopting it would bring the topic back with the already-removed partitions empty). A partition
+taken offline by a failed fsync (log.py) stays offline until the store is reopened; a close
+with one offline writes no clean-shutdown marker, so that reopen recovers it.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ from typing import Any, Callable, Iterator, Mapping
 
 from . import checkpoint as ckpt
 from .config import LogConfig, StoreConfig, parse_topic_config
-from .errors import (InvalidConfigError, InvalidPartitionsError, InvalidTopicError, LogDirLockedError,
-                     LogStoreError, StoreClosedError, TopicAlreadyExistsError, UnknownTopicOrPartitionError)
+from .errors import (InvalidConfigError, InvalidPartitionsError, InvalidTopicError, KafkaStorageError,
+                     LogDirLockedError, LogStoreError, StoreClosedError, TopicAlreadyExistsError,
+                     UnknownTopicOrPartitionError)
 from .log import Log, RecoveryStats, fsync_dir, parse_partition_dir
 
 log = logging.getLogger("logstore")
@@ -551,19 +554,46 @@ class LogStore:
             cleaner.shutdown()  # its own thread (cleaner.py); an unfinished cleaning is dropped
         with self._lock:
             logs = list(self._logs.items()) + [((METADATA_TOPIC, 0), self._meta_log)]
-            for _k, lg in logs:
-                lg.close()
-            ckpt.write_checkpoint(os.path.join(self.path, ckpt.RECOVERY_POINT_FILE),
-                                  {k: lg.recovery_point for k, lg in logs})
-            ckpt.write_checkpoint(os.path.join(self.path, ckpt.LOG_START_OFFSET_FILE),
-                                  {k: lg.log_start_offset for k, lg in logs if lg.log_start_offset > 0})
-            marker = os.path.join(self.path, CLEAN_SHUTDOWN_FILE)
-            fd = os.open(marker, os.O_WRONLY | os.O_CREAT, 0o644)
-            os.fsync(fd)
-            os.close(fd)
-            fsync_dir(self.path)
-            self._closed = True
-            self._release_lock()
+            first_error: BaseException | None = None
+            try:
+                for _k, lg in logs:
+                    try:
+                        lg.close()
+                    except (LogStoreError, OSError) as e:  # the others still close
+                        first_error = first_error or e
+                try:
+                    ckpt.write_checkpoint(os.path.join(self.path, ckpt.RECOVERY_POINT_FILE),
+                                          {k: lg.recovery_point for k, lg in logs})
+                    ckpt.write_checkpoint(os.path.join(self.path, ckpt.LOG_START_OFFSET_FILE),
+                                          {k: lg.log_start_offset for k, lg in logs if lg.log_start_offset > 0})
+                except OSError as e:
+                    # no marker either: the next open recovers every partition from its first segment
+                    raise KafkaStorageError(f"cannot write the checkpoints of {self.path}: {e}") from e
+                failed = [f"{k[0]}-{k[1]}" for k, lg in logs if lg.failed]
+                if failed:
+                    # no clean-shutdown marker: the next open must recover the offline partitions
+                    log.error("closing %s without a clean-shutdown marker: partitions %s are offline",
+                              self.path, ", ".join(failed))
+                else:
+                    marker = os.path.join(self.path, CLEAN_SHUTDOWN_FILE)
+                    fd = os.open(marker, os.O_WRONLY | os.O_CREAT, 0o644)
+                    os.fsync(fd)
+                    os.close(fd)
+                    fsync_dir(self.path)
+            finally:
+                # whatever failed above, the store is closed and the dir lock released
+                for _k, lg in logs:
+                    if not lg.closed:
+                        lg.closed = True
+                        for seg in lg.segments.values():
+                            try:
+                                seg.close()
+                            except OSError:
+                                pass
+                self._closed = True
+                self._release_lock()
+            if first_error is not None:
+                raise first_error
 
     @property
     def closed(self) -> bool:

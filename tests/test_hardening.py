@@ -47,7 +47,6 @@ def test_recovery_of_a_sealed_segment_makes_its_trimmed_indexes_durable(tmp_path
         entries = sealed.time_index.entries
         sealed.close()
         fs.crash_image(str(tmp_path / "img"), worst=True)
-        fs.close_fds()
     img_ti = tmp_path / "img" / "00000000000000000000.timeindex"
     assert os.path.getsize(img_ti) == entries * 12
     again = LogSegment(str(tmp_path / "img"), 0, index_interval_bytes=100, max_index_bytes=1 << 16)
@@ -73,7 +72,6 @@ def test_recovery_truncation_is_durable(tmp_path):
         assert truncated == 40 and reason
         s2.close()
         fs.crash_image(str(tmp_path / "img"), worst=True)
-        fs.close_fds()
     assert os.path.getsize(tmp_path / "img" / "00000000000000000000.log") == good
 
 
@@ -176,3 +174,199 @@ def test_slice_outlives_store_close_and_sealed_release(tmp_path):
             os.close(fd)
     s.close()
     assert s.size == 0 and s.read() == b""
+
+
+# -- producer-state snapshots ------------------------------------------------------------------
+from logstore import producer_state as PS  # noqa: E402
+from logstore.errors import DuplicateSequenceError  # noqa: E402
+
+PID = 4242
+
+
+def _idem(seq: int, n: int = 2, epoch: int = 0) -> bytes:
+    return R.build_batch([(b"k%d" % (seq + i), b"v" * 60) for i in range(n)], producer_id=PID,
+                         producer_epoch=epoch, base_sequence=seq)
+
+
+def _produce_across_rolls(root: str):
+    """Idempotent batches, then enough other data to roll the batches' segment away."""
+    store = logstore.open(root, background=False)
+    store.create_topic("t", 1, {"segment.bytes": "700"})
+    lg = store.partition("t", 0)
+    first = lg.append_batch(_idem(0))
+    lg.append_batch(_idem(2))
+    for i in range(20):
+        lg.append([(b"x", b"y" * 60)])
+    assert lg.segments.bisect_right(first) - 1 < len(lg.segments) - 2  # not in the last two segments
+    return store, lg, first
+
+
+def _assert_retry_deduped(store, first: int) -> None:
+    lg = store.partition("t", 0)
+    leo = lg.log_end_offset
+    with pytest.raises(DuplicateSequenceError) as e:
+        lg.append_batch(_idem(0))
+    assert e.value.first_offset == first
+    with pytest.raises(DuplicateSequenceError):
+        lg.append_batch(_idem(2))
+    assert lg.log_end_offset == leo
+    assert lg.append_batch(_idem(4)) == leo  # the next in sequence goes in
+
+
+def test_retry_after_roll_and_clean_reopen_is_a_duplicate(tmp_path):
+    root = str(tmp_path / "data")
+    store, lg, first = _produce_across_rolls(root)
+    store.close()
+    assert PS.list_snapshots(lg.dir)
+    with logstore.open(root, background=False) as store:
+        _assert_retry_deduped(store, first)
+
+
+def test_retry_after_roll_and_unclean_reopen_is_a_duplicate(tmp_path):
+    root = str(tmp_path / "data")
+    store, lg, first = _produce_across_rolls(root)
+    lg.flush()
+    crashed = str(tmp_path / "crashed")
+    shutil.copytree(root, crashed)  # as kill -9 leaves it: no clean close, no snapshot at close
+    store.close()
+    assert not os.path.exists(os.path.join(crashed, ".kafka_cleanshutdown"))
+    with logstore.open(crashed, background=False) as store:
+        _assert_retry_deduped(store, first)
+
+
+def test_corrupt_snapshot_is_ignored_and_rebuilt_by_scanning(tmp_path, caplog):
+    root = str(tmp_path / "data")
+    store, lg, first = _produce_across_rolls(root)
+    other = R.build_batch([(b"a", b"b")], producer_id=PID + 1, producer_epoch=0, base_sequence=0)
+    other_offset = lg.append_batch(other)  # in the active segment
+    store.close()
+    snaps = PS.list_snapshots(lg.dir)
+    assert snaps
+    for _off, path in snaps:
+        with open(path, "r+b") as f:
+            f.seek(12)
+            f.write(b"\xff\xfe")  # inside the entries: the CRC no longer matches
+    with logstore.open(root, background=False) as store:
+        lg = store.partition("t", 0)
+        with caplog.at_level("WARNING", logger="logstore"):
+            with pytest.raises(DuplicateSequenceError) as e:
+                lg.append_batch(other)  # found again by scanning the last segments
+        assert e.value.first_offset == other_offset
+        warned = " ".join(r.getMessage() for r in caplog.records)
+        assert "fails its CRC" in warned and snaps[-1][1] in warned
+        assert not any(os.path.exists(p) for _o, p in snaps)  # corrupt files are deleted
+
+
+def test_snapshot_files_are_bounded_and_dropped_above_a_truncation(tmp_path):
+    root = str(tmp_path / "data")
+    store, lg, first = _produce_across_rolls(root)
+    try:
+        for i in range(40):
+            lg.append_batch(_idem(4 + 2 * i))
+        snaps = PS.list_snapshots(lg.dir)
+        assert 1 <= len(snaps) <= 3
+        cut = snaps[-1][0] - 1
+        lg.truncate_to(cut)
+        assert all(off <= lg.log_end_offset for off, _p in PS.list_snapshots(lg.dir))
+    finally:
+        store.close()
+
+
+def test_snapshot_is_kafkas_byte_layout(tmp_path):
+    m = PS.ProducerStateManager()
+    m.update(7, 3, 10, 14, 100, 104, 1234)
+    m.update(7, 3, 15, 15, 105, 105, 1235)
+    data = PS.encode_snapshot(m.producers)
+    import struct
+    import crc32c
+    version, crc, count = struct.unpack_from(">hIi", data)
+    assert (version, count, len(data)) == (1, 2, 10 + 2 * 46)
+    assert crc == crc32c.crc32c(data[6:])
+    # Kafka keeps the last entry of a producer: our newest batch
+    assert struct.unpack_from(">qhiqiqiq", data, 10 + 46) == (7, 3, 15, 105, 0, 1235, -1, -1)
+    back = PS.decode_snapshot(data)
+    assert list(back[7].batches) == list(m.producers[7].batches) and back[7].epoch == 3
+    for bad in (data[:5], b"\x00\x02" + data[2:], data[:-1]):
+        with pytest.raises(PS.CorruptSnapshotError):
+            PS.decode_snapshot(bad, "x.snapshot")
+
+
+# -- a failed fsync takes the partition offline ---------------------------------------------------
+import subprocess  # noqa: E402
+
+from logstore.errors import KafkaStorageError  # noqa: E402
+
+
+def _run(*cmd: str) -> subprocess.CompletedProcess:
+    return subprocess.run(list(cmd), capture_output=True, text=True)
+
+
+@pytest.fixture
+def failing_fs(tmp_path):
+    """An ext4 file system whose writeback really fails: a 64 MiB sparse image on a 4 MiB tmpfs,
+    loop-mounted. Writes land in the page cache (ext4 has room); the fsync that writes them back
+    to the image finds the tmpfs full and fails (ENOSPC, then EIO) — a real failed fsync."""
+    small, mnt = tmp_path / "small", tmp_path / "ext4"
+    small.mkdir()
+    mnt.mkdir()
+    r = _run("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(small))
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or r.returncode}): needs root with mount permission")
+    try:
+        img = small / "img"
+        _run("truncate", "-s", "64M", str(img))
+        r = _run("mkfs.ext4", "-q", "-F", str(img))
+        if r.returncode != 0:
+            pytest.skip(f"mkfs.ext4 failed: {r.stderr.strip()}")
+        r = _run("mount", "-o", "loop", str(img), str(mnt))
+        if r.returncode != 0:
+            pytest.skip(f"cannot loop-mount an ext4 image here ({r.stderr.strip() or r.returncode})")
+        try:
+            yield str(mnt)
+        finally:
+            _run("umount", "-l", str(mnt))
+    finally:
+        _run("umount", "-l", str(small))
+
+
+def test_failed_fsync_takes_the_partition_offline(failing_fs, caplog):
+    root = os.path.join(failing_fs, "data")
+    store = logstore.open(root, background=False)
+    try:
+        store.create_topic("t", 1, {"segment.bytes": str(64 << 20)})
+        store.create_topic("other", 1)
+        lg = store.partition("t", 0)
+        for i in range(10):
+            lg.append([(b"k%d" % i, b"durable-%d" % i)])
+        lg.flush()
+        durable_end = lg.log_end_offset
+        chunk = os.urandom(256 << 10)
+        for i in range(24):  # 6 MiB: more than the tmpfs under the image can take
+            lg.append([(b"big", chunk)], flush=False)
+        with caplog.at_level("ERROR", logger="logstore"):
+            with pytest.raises(KafkaStorageError) as first:
+                lg.flush()
+        original = str(first.value)
+        assert "cannot flush" in original
+        assert lg.failed and lg.recovery_point == durable_end
+        assert any("t-0 is offline" in r.getMessage() for r in caplog.records)
+        # appends are refused, naming the partition and the first error
+        with pytest.raises(KafkaStorageError) as e:
+            lg.append([(b"k", b"after")])
+        assert "t-0" in str(e.value) and original in str(e.value)
+        # a later flush must not report success (the kernel may say so although pages were lost)
+        with pytest.raises(KafkaStorageError):
+            lg.flush()
+        with pytest.raises(KafkaStorageError):
+            lg.roll()
+        # reads of durable data go on
+        recs = lg.read(0, 1 << 20, max_records=10)
+        assert [r.value for r in recs] == [b"durable-%d" % i for i in range(10)]
+        assert store.partition("other", 0).failed is None
+    finally:
+        try:
+            store.close()  # must release the lock and write no clean-shutdown marker
+        except KafkaStorageError:
+            pass  # the file system is broken by now: closing other partitions may fail too
+    assert store.closed
+    assert not os.path.exists(os.path.join(root, ".kafka_cleanshutdown"))

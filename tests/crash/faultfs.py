@@ -36,6 +36,7 @@ import shutil as _shutil
 import stat
 import sys
 import builtins
+import gc
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -256,15 +257,20 @@ class FaultFS:
                     pass
         self._patched.clear()
 
-    def close_fds(self) -> None:
-        """Close every descriptor the engine opened under root (after a crash, the dead
-        engine's files are abandoned; this releases them and the log dir lock)."""
-        for fd in list(self._fds):
-            try:
-                _os.close(fd)
-            except OSError:
-                pass
+    def abandon(self) -> None:
+        """After a crash: release the dead engine's log dir lock and let go of its files.
+
+        Only lock files are closed here. Every other descriptor belongs to an engine object that
+        closes it when collected (segment.FdHandle); closing those too would close a number the
+        next engine may have been given meanwhile. `gc.collect()` runs so that happens now."""
+        for fd, path in list(self._fds.items()):
+            if path.endswith("/.lock"):
+                try:
+                    _os.close(fd)
+                except OSError:
+                    pass
         self._fds.clear()
+        gc.collect()
 
     # -- events ---------------------------------------------------------------------------
     def _event(self, kind: str, path: str) -> None:

@@ -151,7 +151,9 @@ def run_kill_cycles(tmp_path, cycles: int, producers: int) -> dict:
                 commit_and_check_group(broker.bootstrap, group, group_expect, commit)
                 group_expect = commit
                 group_checks += 1
-            assert all(t.is_alive() or t.failure is None for t in threads)
+            for t in threads:
+                if t.failure is not None:
+                    raise AssertionError(f"{t.name} failed in cycle {cycle}: {t.failure!r}") from t.failure
         time.sleep(0.3)
         stop.set()
         for t in threads:
