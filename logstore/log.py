@@ -547,9 +547,19 @@ class Log:
             i = max(i, 0)
             while i < len(segs):
                 seg = segs[i]
-                s = seg.read_slice(offset, max_bytes, min_one=min_one)
+                upper = segs[i + 1].base_offset if i + 1 < len(segs) else None
+                s = seg.read_slice(offset, max_bytes, min_one=min_one, upper=upper)
                 if s is not None:
                     return s
+                if upper is not None and offset < upper and seg.base_offset <= offset:
+                    # segments are contiguous (a roll starts the next at the LEO; cleaning keeps
+                    # each segment's last batch), so a sealed segment that ends before `offset`
+                    # lost its end: refuse rather than answer with the next segment's records
+                    raise CorruptRecordError(
+                        f"offset {offset} of partition {self.name} is missing from {seg.log_path}, which ends "
+                        f"at position {seg.size} before the next segment's base offset {upper}",
+                        path=seg.log_path, position=seg.size)
+                offset = max(offset, upper) if upper is not None else offset
                 i += 1
             return _EMPTY_SLICE
 
@@ -601,7 +611,9 @@ class Log:
                 continue
             if seg.max_timestamp < timestamp:
                 continue
-            _, off = seg.time_index.lookup(timestamp)
+            ts_e, off = seg.time_index.lookup(timestamp)
+            if ts_e >= 0 and not seg.time_entry_ok(ts_e, off):
+                off = seg.base_offset  # a damaged time index entry: search the segment from its start
             found = seg.find_position(max(off, lso))  # checks the index entry it starts from
             if found is None:
                 continue

@@ -34,6 +34,11 @@ Because the CRC starts at `attributes`, the log can rewrite `baseOffset` and
 (`read_header`, `iter_headers`, `validate_batch`); `decode_batch` parses records for the embedded
 API and tools. Snappy follows Kafka's Java client: xerial framing when writing, either framing or
 raw when reading; lz4 is the standard frame format; gzip and zstd are plain streams.
+
+`build_batch` encodes the records section with aiokafka's compiled builder when it imports
+(optional) and the first record's timestamp is the minimum (aiokafka takes the first as base
+timestamp; ours is the minimum); otherwise, or when it refuses an input, the pure loop runs. Both
+give identical bytes (tests/test_encode_fast.py).
 """
 
 from __future__ import annotations

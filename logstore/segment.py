@@ -13,7 +13,9 @@ Invariants:
 - A sealed segment (not the active one) opens no file until it is read, and its indexes are
   trimmed; only the active segment holds writable, preallocated indexes. A sealed segment's time
   index ends with its largest timestamp (written by `seal` and `recover`), so `max_timestamp`
-  needs no log read.
+  needs no log scan; that entry (like every time index entry a lookup starts from) is checked
+  against the batch header it names first (`time_entry_ok`), and the headers are scanned instead
+  when it does not match.
 - An offset index entry is (last offset of a batch, position of that batch); lookups trust an
   entry only after checking the batch header there, and scan from the top otherwise.
 - The `.log` descriptor is owned by an `FdHandle`, closed when its last reference goes: the
@@ -187,10 +189,17 @@ class LogSegment:
         if self._max_ts is None:
             if not self.active:
                 e = read_last_time_entry(self.time_index.path)
-                if e is not None and e[0] >= 0:
+                if e is not None and e[0] >= 0 and self.time_entry_ok(e[0], self.base_offset + e[1]):
                     self._max_ts = e[0]
                     self._offset_of_max_ts = self.base_offset + e[1]
                     return e[0]
+                if e is not None:
+                    # a damaged last entry: the largest timestamp comes from the batch headers
+                    self._max_ts = -1
+                    for _p, h in self._iter_headers_from(0):
+                        if h.max_timestamp > self._max_ts:
+                            self._max_ts, self._offset_of_max_ts = h.max_timestamp, h.last_offset
+                    return self._max_ts
             self._load_tail()
         return self._max_ts  # type: ignore[return-value]
 
@@ -204,6 +213,15 @@ class LogSegment:
             else:
                 return self.created_ms
         return self._rolling_ts
+
+    def time_entry_ok(self, timestamp: int, offset: int) -> bool:
+        """Whether a time index entry is what `append`/`recover` write: the last offset of a batch
+        whose max timestamp is `timestamp` (a damaged entry would skip or misplace records).
+        One offset-index lookup and a bounded header scan."""
+        if offset < self.base_offset:
+            return False
+        found = self.find_position(offset)
+        return found is not None and found[1].last_offset == offset and found[1].max_timestamp == timestamp
 
     def _load_tail(self) -> None:
         """Find the last batch by scanning headers from the last index entry (from the top when
@@ -220,7 +238,12 @@ class LogSegment:
                 max_ts, max_off = h.max_timestamp, h.last_offset
         te = self.time_index.last_entry()
         if te[0] > max_ts:
-            max_ts, max_off = te
+            if self.time_entry_ok(*te):
+                max_ts, max_off = te
+            else:  # a damaged entry: the largest timestamp of the batches before `pos` by a scan
+                for _p, h in self._iter_headers_from(0, pos):
+                    if h.max_timestamp > max_ts:
+                        max_ts, max_off = h.max_timestamp, h.last_offset
         self._next_offset = last_end
         if self._max_ts is None or max_ts > self._max_ts:
             self._max_ts = max_ts
@@ -320,13 +343,57 @@ class LogSegment:
                 return p, h
         return None
 
+    def _find_checked(self, offset: int, end: int, upper: int | None,
+                      from_top: bool = False) -> tuple[int, R.BatchHeader] | None:
+        """`find_position` for reads, which must never serve a batch whose offsets were damaged
+        (baseOffset is outside the CRC): the batches scanned must have increasing offsets, the
+        one found must lie in [base offset, `upper`) (the next segment's base) and end before the
+        batch after it starts (read from the same chunk: no extra syscall in the common case).
+        Raises CorruptRecordError naming the file and the position of the first suspect batch."""
+        entry_offset, start = (self.base_offset, 0) if from_top else self.index.lookup(offset)
+        if start >= end:
+            start = 0
+        trusted = start == 0
+        prev_last = self.base_offset - 1 if start == 0 else -1
+        prev_pos = start
+        found: tuple[int, R.BatchHeader] | None = None
+        found_last = 0
+        for p, h in self._iter_headers_from(start, end):
+            if found is not None:
+                if h.base_offset <= found_last:
+                    raise R.CorruptRecordError(
+                        f"batch at position {p} of {self.log_path} starts at offset {h.base_offset}, not after "
+                        f"the batch before it, which ends at {found_last}: damaged batch offsets",
+                        path=self.log_path, position=found[0])
+                return found
+            last = h.last_offset
+            if not trusted:
+                if h.magic != R.MAGIC or last != entry_offset:
+                    return self._find_checked(offset, end, upper, from_top=True)
+                trusted = True
+            base = h.base_offset
+            if last >= offset or base <= prev_last:
+                if base <= prev_last or (upper is not None and last >= upper):
+                    bound = f"after {prev_last}" if base <= prev_last else f"below the next segment's base {upper}"
+                    raise R.CorruptRecordError(
+                        f"batch at position {p} of {self.log_path} has offsets {base}..{last}, which should be "
+                        f"{bound}: damaged batch offsets", path=self.log_path,
+                        position=prev_pos if base <= prev_last else p)
+                found, found_last = (p, h), last
+            else:
+                prev_last, prev_pos = last, p
+        if not trusted:
+            return self._find_checked(offset, end, upper, from_top=True)
+        return found
+
     def read_slice(self, offset: int, max_bytes: int, *, max_position: int | None = None,
-                   min_one: bool = True) -> FileSlice | None:
+                   min_one: bool = True, upper: int | None = None) -> FileSlice | None:
         """The file region starting at the batch holding `offset`, at most `max_bytes` long (or one
         whole batch if `min_one` and the first is larger). May end inside a batch, as Kafka's does.
-        None when the segment holds nothing at or after `offset`."""
+        None when the segment holds nothing at or after `offset`. `upper`: the next segment's
+        base offset, which no batch here may reach (see `_find_checked`)."""
         end = self.size if max_position is None else max_position
-        found = self.find_position(offset, end)
+        found = self._find_checked(offset, end, upper)
         if found is None:
             return None
         pos, h = found

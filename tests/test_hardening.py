@@ -370,3 +370,81 @@ def test_failed_fsync_takes_the_partition_offline(failing_fs, caplog):
             pass  # the file system is broken by now: closing other partitions may fail too
     assert store.closed
     assert not os.path.exists(os.path.join(root, ".kafka_cleanshutdown"))
+
+
+# -- damaged sealed data is refused on read, never served ------------------------------------------
+from logstore.errors import CorruptRecordError  # noqa: E402
+
+
+def _sealed_store(tmp_path):
+    root = str(tmp_path / "data")
+    with logstore.open(root, background=False) as store:
+        store.create_topic("t", 1, {"segment.bytes": "1500", "index.interval.bytes": "200"})
+        lg = store.partition("t", 0)
+        for i in range(60):
+            lg.append([(b"k%d" % i, b"v%03d" % i + b"." * 50, (), TS + i)])
+        bases = list(lg.segments.keys())
+    return root, bases
+
+
+def _batches(path):
+    with open(path, "rb") as f:
+        return list(R.iter_headers(f.read()))
+
+
+def test_flipped_base_offset_in_a_sealed_segment_is_refused(tmp_path):
+    """baseOffset is outside the CRC: a read must notice offsets that do not fit between their
+    neighbours (or the next segment's base) and raise, naming the file and a position at or before
+    the damage, instead of serving records under wrong offsets."""
+    root, bases = _sealed_store(tmp_path)
+    path = os.path.join(root, "t-0", f"{bases[1]:020d}.log")
+    for k, bit in ((2, 1 << 6), (-1, 1 << 4), (0, 1)):  # upwards mid-segment, the last batch, the first
+        shutil.copy(path, path + ".orig")
+        pos, h = _batches(path)[k]
+        with open(path, "r+b") as f:
+            f.seek(pos + 7)
+            b = f.read(1)[0]
+            f.seek(pos + 7)
+            f.write(bytes([b ^ bit]))
+        with logstore.open(root, background=False) as store:
+            lg = store.partition("t", 0)
+            with pytest.raises(CorruptRecordError) as e:
+                lg.read(h.base_offset, 1, max_records=1)
+            assert e.value.path == path and e.value.position <= pos + 7
+            assert lg.read(bases[1] - 1, 1)[0].offset == bases[1] - 1  # the segment before is fine
+        os.replace(path + ".orig", path)
+
+
+def test_sealed_segment_that_lost_its_end_is_refused_not_skipped(tmp_path):
+    root, bases = _sealed_store(tmp_path)
+    path = os.path.join(root, "t-0", f"{bases[1]:020d}.log")
+    pos, h = _batches(path)[-2]
+    os.truncate(path, pos)
+    with logstore.open(root, background=False) as store:
+        lg = store.partition("t", 0)
+        assert lg.read(h.base_offset - 1, 1)[0].offset == h.base_offset - 1
+        for missing in (h.base_offset, bases[2] - 1):
+            with pytest.raises(CorruptRecordError) as e:
+                lg.read(missing, 1)
+            assert e.value.path == path and e.value.position == pos
+        assert lg.read(bases[2], 1)[0].offset == bases[2]
+
+
+@pytest.mark.parametrize("delta", [-(1 << 20), 1 << 20], ids=["older", "newer"])
+def test_damaged_last_time_index_entry_is_not_trusted(tmp_path, delta):
+    """A sealed segment's largest timestamp is its time index's last entry; a damaged one that
+    looks older would hide the segment from time lookups, one that looks newer would keep it
+    from time retention. Both are checked against the batch header they name."""
+    root, bases = _sealed_store(tmp_path)
+    ti = os.path.join(root, "t-0", f"{bases[1]:020d}.timeindex")
+    size = os.path.getsize(ti)
+    with open(ti, "r+b") as f:
+        f.seek(size - 12)
+        ts = int.from_bytes(f.read(8), "big")
+        f.seek(size - 12)
+        f.write((ts + delta).to_bytes(8, "big"))
+    with logstore.open(root, background=False) as store:
+        lg = store.partition("t", 0)
+        want = bases[2] - 1  # the last record of the damaged segment
+        assert lg.segments[bases[1]].max_timestamp == TS + want
+        assert lg.offset_for_timestamp(TS + want) == (want, TS + want)

@@ -136,6 +136,7 @@ def test_200_connections_produce_and_fetch(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_200_connections_long(tmp_path):
     res = load_test(tmp_path, 200, 180)
     print(f"\nload (long): {res['produce']} produces, {res['fetch']} fetches, RSS max {res['rss_max_mb']} MB")

@@ -3,7 +3,8 @@
 A handler is `async def handler(ctx: RequestContext, request) -> response`, where `request` is
 the kio request object and `response` is one of:
   - a kio response object of the request's version (the server encodes it with the right header),
-  - a list of buffers that already form the whole response frame (Fetch's zero-copy writer),
+  - a list of buffers that already form the whole response frame (Fetch's zero-copy writer,
+    Produce's packed writer),
   - None: no response is sent (Produce with acks=0).
 
 `Registry.register(api_key, handler, min_version=, max_version=)` installs a handler; ApiVersions

@@ -193,6 +193,7 @@ def test_kill9_under_load_loses_no_acknowledged_record(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_kill9_under_load_long(tmp_path):
     res = run_kill_cycles(tmp_path, cycles=100, producers=8)
     print(f"\nkill -9 (long): {res}")

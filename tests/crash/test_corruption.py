@@ -279,6 +279,7 @@ def test_truncated_sealed_segment_is_refused_not_skipped(template, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_corruption_long():
     """The cases above with 150 trials each (make test-slow)."""
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow", __file__],

@@ -185,6 +185,7 @@ def test_bad_input_never_hurts_the_broker_or_other_clients(broker, kind, seed):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_wire_fuzz_long():
     """The property above with 3000 examples (make test-slow)."""
     import subprocess
