@@ -396,6 +396,14 @@ def _verify_index(seg_base: int, log_path: str, boundaries: dict[int, int], repo
     stem = log_path[:-len(".log")]
     found = 0
     ipath = stem + ".index"
+    tpath = stem + ".timeindex"
+    for path, width in ((ipath, 8), (tpath, 12)):
+        if os.path.exists(path) and os.path.getsize(path) % width:
+            size = os.path.getsize(path)
+            report.problems.append(Problem(path, size - size % width,
+                                           f"index file is {size} bytes, not a whole number of "
+                                           f"{width}-byte entries: torn or truncated"))
+            found += 1
     if os.path.exists(ipath):
         prev_rel, prev_pos = -1, -1
         for i, (rel, pos) in enumerate(_read_entries(ipath, _OFFSET_ENTRY)):
@@ -416,7 +424,6 @@ def _verify_index(seg_base: int, log_path: str, boundaries: dict[int, int], repo
                                                             f"at position {pos} ends at offset {last}"))
                 found += 1
             prev_rel, prev_pos = rel, pos
-    tpath = stem + ".timeindex"
     if os.path.exists(tpath):
         prev_ts = -1
         max_off = max(boundaries.values(), default=seg_base - 1)
@@ -448,7 +455,9 @@ def verify_dir(root: str, *, deep: bool = False,
         summary = PartitionSummary(os.path.basename(d))
         report.partitions.append(summary)
         expected_next: int | None = None
-        for base, log_path in _segment_files(d):
+        segments = _segment_files(d)
+        for i, (base, log_path) in enumerate(segments):
+            next_base = segments[i + 1][0] if i + 1 < len(segments) else None
             summary.segments += 1
             boundaries: dict[int, int] = {}
             seg_first = True
@@ -480,7 +489,12 @@ def verify_dir(root: str, *, deep: bool = False,
                 if not _crc_ok(data, h):
                     actual = R.crc32c(memoryview(data)[R.CRC_START:h.size])
                     problem = f"CRC mismatch: stored {h.crc:#010x}, computed {actual:#010x}"
-                if problem is None and seg_first and h.base_offset < base:
+                if problem is None and next_base is not None and h.last_offset >= next_base:
+                    # baseOffset is not covered by the CRC: a damaged one shows up as a batch
+                    # outside its own segment, which is blamed here rather than on the next file
+                    problem = (f"batch offsets {h.base_offset}..{h.last_offset} run past the next "
+                               f"segment's base offset {next_base}")
+                if problem is None and h.base_offset < base:
                     problem = f"batch base offset {h.base_offset} is below the segment's base offset {base}"
                 if problem is None and expected_next is not None and h.base_offset < expected_next:
                     problem = (f"batch offsets {h.base_offset}..{h.last_offset} overlap the previous batch, "
