@@ -460,7 +460,6 @@ def verify_dir(root: str, *, deep: bool = False,
             next_base = segments[i + 1][0] if i + 1 < len(segments) else None
             summary.segments += 1
             boundaries: dict[int, int] = {}
-            seg_first = True
             for pos, h, data, tail in iter_file_batches(log_path):
                 if h is None:
                     report.problems.append(Problem(log_path, pos, f"incomplete or invalid tail: {tail}"))
@@ -516,7 +515,6 @@ def verify_dir(root: str, *, deep: bool = False,
                     expected_next = h.last_offset + 1
                     summary.next_offset = expected_next
                     boundaries[pos] = h.last_offset
-                seg_first = False
             summary.problems += _verify_index(base, log_path, boundaries, report)
     return report
 
