@@ -587,19 +587,16 @@ class LogSegment:
 
     # -- lifecycle -------------------------------------------------------------------------
     def flush(self) -> None:
-        """fdatasync the log. Safe against a concurrent seal or close (then a no-op for what they
-        already synced or closed).
-
-        The indexes are not msynced here: only the active segment has unsynced index pages, and
-        after an unclean stop recovery always rebuilds the active segment's indexes from its log
-        (it scans from the segment holding the recovery point). `seal` and `close` make indexes
-        durable when a segment stops being active. This keeps an acks=all flush to one fdatasync."""
+        """fsync the log and the indexes. Safe against a concurrent seal or close (then a no-op
+        for what they already synced or closed)."""
         with self._life_lock:
             if self.closed:
                 return
             try:
                 if self._fd is not None:
                     os.fdatasync(self._fd)
+                self.index.flush()
+                self.time_index.flush()
             except OSError as e:
                 raise KafkaStorageError(f"cannot flush {self.log_path}: {e.strerror}") from e
 
