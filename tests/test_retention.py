@@ -247,6 +247,8 @@ def test_reads_racing_with_deletion_never_see_partial_data(tmp_path):
         assert not errors, errors[0]
         print(f"\nracing readers: {seen[0]} records read, {seen[1]} reads fell below the moving start offset")
         assert seen[0] > 100 and seen[1] > 0 and lg.log_start_offset > 0
+        # up to 9 appends may follow the last pass: the bound holds right after a pass
+        s.run_retention(now_ms=NOW)
         assert lg.size <= 6000 + 2000
 
 
