@@ -347,7 +347,9 @@ def _alter_check(server: Any, rtype: int, rname: str) -> tuple[int, str | None]:
     return 0, None
 
 
-async def alter_configs(ctx: Any, request: Any) -> Any:
+async def _alter_each(ctx: Any, request: Any, response: str, apply: Any) -> Any:
+    """AlterConfigs and IncrementalAlterConfigs: check each resource, `apply(server, name,
+    resource, validate_only)` to the topics that pass, answer per resource."""
     mod = response_module(request)
     server = ctx.server
     validate_only = bool(request.validate_only)
@@ -358,25 +360,32 @@ async def alter_configs(ctx: Any, request: Any) -> Any:
             err, msg = _alter_check(server, int(r.resource_type), r.resource_name)
             if not err:
                 try:
-                    server.store.set_topic_config(r.resource_name, {c.name: c.value for c in r.configs
-                                                                    if c.value is not None},
-                                                  validate_only=validate_only)
+                    apply(server, r.resource_name, r, validate_only)
                 except LogStoreError as e:
                     err, msg = error_of(e)
             out.append((err, msg))
         return out
 
     res = await _in_thread(run)
-    return make(mod.AlterConfigsResponse, responses=tuple(
+    return make(getattr(mod, response), responses=tuple(
         make(mod.AlterConfigsResourceResponse, error_code=err, error_message=msg, resource_type=r.resource_type,
              resource_name=r.resource_name) for r, (err, msg) in zip(request.resources, res)))
 
 
-def _incremental(server: Any, name: str, ops: Any, validate_only: bool) -> None:
+def _replace(server: Any, name: str, resource: Any, validate_only: bool) -> None:
+    server.store.set_topic_config(name, {c.name: c.value for c in resource.configs if c.value is not None},
+                                  validate_only=validate_only)
+
+
+async def alter_configs(ctx: Any, request: Any) -> Any:
+    return await _alter_each(ctx, request, "AlterConfigsResponse", _replace)
+
+
+def _incremental(server: Any, name: str, resource: Any, validate_only: bool) -> None:
     from logstore.errors import InvalidConfigError
     overrides = dict(server.store.topic(name).config)
     cfg = server.store.topic_config(name)
-    for c in ops:
+    for c in resource.configs:
         op, key, value = int(c.config_operation), c.name, c.value
         if key not in TOPIC_CONFIGS:
             raise InvalidConfigError(f"unknown topic config {key!r}")
@@ -403,26 +412,7 @@ def _incremental(server: Any, name: str, ops: Any, validate_only: bool) -> None:
 
 
 async def incremental_alter_configs(ctx: Any, request: Any) -> Any:
-    mod = response_module(request)
-    server = ctx.server
-    validate_only = bool(request.validate_only)
-
-    def run() -> list[tuple[int, str | None]]:
-        out = []
-        for r in request.resources:
-            err, msg = _alter_check(server, int(r.resource_type), r.resource_name)
-            if not err:
-                try:
-                    _incremental(server, r.resource_name, r.configs, validate_only)
-                except LogStoreError as e:
-                    err, msg = error_of(e)
-            out.append((err, msg))
-        return out
-
-    res = await _in_thread(run)
-    return make(mod.IncrementalAlterConfigsResponse, responses=tuple(
-        make(mod.AlterConfigsResourceResponse, error_code=err, error_message=msg, resource_type=r.resource_type,
-             resource_name=r.resource_name) for r, (err, msg) in zip(request.resources, res)))
+    return await _alter_each(ctx, request, "IncrementalAlterConfigsResponse", _incremental)
 
 
 # -- CreatePartitions (37) ----------------------------------------------------------------------
