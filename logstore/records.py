@@ -330,6 +330,16 @@ def _normalise(rec: Any) -> tuple[bytes | None, bytes | None, Sequence, int | No
     raise ValueError("a record is (key, value[, headers[, timestamp_ms]])")
 
 
+def _compiled(name: str) -> Any:
+    """A class of aiokafka's compiled record codec, or False when it cannot be imported (not
+    installed, or built for another interpreter): the pure loops are used then."""
+    try:
+        from aiokafka.record import _crecords
+        return getattr(_crecords, name)
+    except Exception:
+        return False
+
+
 _FAST_BUILDER: Any = None  # aiokafka's DefaultRecordBatchBuilder, False when unavailable, None: not tried
 _NO_LIMIT = 2**31 - 1
 
@@ -338,11 +348,7 @@ def fast_encode_available() -> bool:
     """True when the compiled record writer (aiokafka's) can be used by `build_batch`."""
     global _FAST_BUILDER
     if _FAST_BUILDER is None:
-        try:
-            from aiokafka.record._crecords import DefaultRecordBatchBuilder
-            _FAST_BUILDER = DefaultRecordBatchBuilder
-        except Exception:  # not installed, or built for another interpreter: use the pure loop
-            _FAST_BUILDER = False
+        _FAST_BUILDER = _compiled("DefaultRecordBatchBuilder")
     return _FAST_BUILDER is not False
 
 
@@ -502,11 +508,7 @@ def fast_decode_available() -> bool:
     """True when the compiled record reader (aiokafka's) can be used by `decode_batch`."""
     global _FAST_BATCH
     if _FAST_BATCH is None:
-        try:
-            from aiokafka.record._crecords import DefaultRecordBatch
-            _FAST_BATCH = DefaultRecordBatch
-        except Exception:  # not installed, or built for another interpreter: use the pure loop
-            _FAST_BATCH = False
+        _FAST_BATCH = _compiled("DefaultRecordBatch")
     return _FAST_BATCH is not False
 
 
