@@ -450,17 +450,9 @@ class GroupOffsetStore:
 
     # -- loading ---------------------------------------------------------------------------------
     def _load(self, p: int) -> None:
-        lg = self.store.partition(OFFSETS_TOPIC, p)
-        offset = lg.log_start_offset
-        end = lg.log_end_offset
-        while offset < end:
-            recs = lg.read(offset, 1 << 20)
-            if not recs:
-                break
-            for rec in recs:
-                self._apply(rec.key, rec.value, f"{OFFSETS_TOPIC}-{p} offset {rec.offset}")
-            self.loaded_records += len(recs)
-            offset = recs[-1].offset + 1
+        for rec in self.store.partition(OFFSETS_TOPIC, p).iter_records():
+            self._apply(rec.key, rec.value, f"{OFFSETS_TOPIC}-{p} offset {rec.offset}")
+            self.loaded_records += 1
 
     def _apply(self, key: bytes | None, value: bytes | None, where: str) -> None:
         if key is None:

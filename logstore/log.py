@@ -32,7 +32,7 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from sortedcontainers import SortedDict
 
@@ -599,6 +599,18 @@ class Log:
         if max_records is not None and len(out) > max_records:
             del out[max_records:]
         return out
+
+    def iter_records(self, offset: int | None = None, max_bytes: int = 1 << 20) -> Iterator[R.Record]:
+        """Every record from `offset` (default: the log start) up to the log end as it is when
+        iteration starts, reading about `max_bytes` at a time. Same checks as `read`."""
+        off = self._log_start_offset if offset is None else offset
+        end = self.log_end_offset
+        while off < end:
+            recs = self.read(off, max_bytes)
+            if not recs:
+                return
+            yield from recs
+            off = recs[-1].offset + 1
 
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record with timestamp >= `timestamp` at or after the

@@ -243,24 +243,17 @@ class LogStore:
     def _replay_metadata(self) -> set[str]:
         """Load the live topic records; returns the names whose last record is a tombstone."""
         deleted: set[str] = set()
-        ml = self._meta_log
-        off = ml.log_start_offset
-        while off < ml.log_end_offset:
-            recs = ml.read(off, 1 << 20)
-            if not recs:
-                break
-            for r in recs:
-                key = (r.key or b"").decode()
-                if not key.startswith("topic/"):
-                    continue
-                name = key[len("topic/"):]
-                if r.value is None:
-                    self._topics.pop(name, None)
-                    deleted.add(name)
-                else:
-                    self._topics[name] = TopicInfo.from_json(r.value)
-                    deleted.discard(name)
-            off = recs[-1].offset + 1
+        for r in self._meta_log.iter_records():
+            key = (r.key or b"").decode()
+            if not key.startswith("topic/"):
+                continue
+            name = key[len("topic/"):]
+            if r.value is None:
+                self._topics.pop(name, None)
+                deleted.add(name)
+            else:
+                self._topics[name] = TopicInfo.from_json(r.value)
+                deleted.discard(name)
         return deleted
 
     def _write_metadata(self, info: TopicInfo, *, delete: bool = False) -> None:

@@ -17,15 +17,7 @@ HOUR = 3_600_000
 
 
 def read_all(lg) -> list:
-    out: list = []
-    off = lg.log_start_offset
-    while off < lg.log_end_offset:
-        recs = lg.read(off, 1 << 20)
-        if not recs:
-            break
-        out.extend(recs)
-        off = recs[-1].offset + 1
-    return out
+    return list(lg.iter_records())
 
 
 def fill(lg, n: int, ts, size: int = 50) -> None:

@@ -18,15 +18,7 @@ import logstore
 
 
 def read_all(lg) -> list:
-    out: list = []
-    off = lg.log_start_offset
-    while off < lg.log_end_offset:
-        recs = lg.read(off, 1 << 20)
-        if not recs:
-            break
-        out.extend(recs)
-        off = recs[-1].offset + 1
-    return out
+    return list(lg.iter_records())
 
 
 def main() -> None:
