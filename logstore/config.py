@@ -98,6 +98,10 @@ class ConfigDef:
     honoured: bool = True  # False: accepted and reported, but has no effect in a single-node store
 
 
+# Topic configs whose value is a comma-separated list (IncrementalAlterConfigs APPEND / SUBTRACT apply)
+LIST_TOPIC_CONFIGS = frozenset({"cleanup.policy", "leader.replication.throttled.replicas",
+                                "follower.replication.throttled.replicas"})
+
 # Kafka's topic-level configs (TopicConfig / LogConfig), with Kafka's defaults as strings,
 # which is how DescribeConfigs reports them.
 TOPIC_CONFIGS: dict[str, ConfigDef] = {

@@ -338,25 +338,27 @@ class Log:
                flush: bool = True) -> int:
         """Append records — (key, value[, headers[, timestamp_ms]]) — as one batch.
         Returns the first assigned offset."""
-        batch = R.build_batch(records, compression=compression, timestamp=timestamp)
-        return self.append_batches(batch, flush=flush).first_offset
+        batch = R.build_batch_buffer(records, compression=compression, timestamp=timestamp)
+        return self.append_batches(batch, flush=flush, copy=False).first_offset
 
     def append_batch(self, batch: bytes | bytearray | memoryview, *, flush: bool = True) -> int:
         """Append one or more pre-encoded RecordBatch v2; returns the first assigned offset."""
         return self.append_batches(batch, flush=flush).first_offset
 
-    def append_batches(self, data: bytes | bytearray | memoryview, *, flush: bool = True) -> AppendInfo:
+    def append_batches(self, data: bytes | bytearray | memoryview, *, flush: bool = True,
+                       copy: bool = True) -> AppendInfo:
         """Validate and append the record batches in `data` (size, magic, CRC, max.message.bytes,
         timestamps, producer sequences); offsets are assigned by rewriting each baseOffset.
 
         With `flush=False`, a flush asked for by `flush.messages` is left to the caller
-        (`info.flush_needed`), e.g. to run it off an event loop. Raises a LogStoreError subclass
-        naming the partition and position of the bad batch; nothing is appended then.
+        (`info.flush_needed`), e.g. to run it off an event loop. With `copy=False`, `data` must be
+        a bytearray the caller gives up: its offsets are rewritten in place. Raises a LogStoreError
+        subclass naming the partition and position of the bad batch; nothing is appended then.
         """
         if self.closed:
             raise StoreClosedError(f"partition {self.name} is closed")
         cfg = self.config
-        buf = bytearray(data)
+        buf = data if not copy and type(data) is bytearray else bytearray(data)
         n = len(buf)
         batches: list[tuple[int, R.BatchHeader]] = []
         pos = 0

@@ -36,10 +36,10 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from . import checkpoint as ckpt
-from .config import LogConfig, StoreConfig, parse_topic_config
+from .config import LIST_TOPIC_CONFIGS, TOPIC_CONFIGS, LogConfig, StoreConfig, parse_topic_config
 from .errors import (InvalidConfigError, InvalidPartitionsError, InvalidTopicError, KafkaStorageError,
                      LogDirLockedError, LogStoreError, StoreClosedError, TopicAlreadyExistsError,
                      UnknownTopicOrPartitionError)
@@ -386,20 +386,42 @@ class LogStore:
     def alter_topic_config(self, name: str, set: Mapping[str, Any] | None = None,  # noqa: A002
                            delete: list[str] | tuple[str, ...] = (), *, validate_only: bool = False) -> LogConfig:
         """Change some overrides (Kafka's IncrementalAlterConfigs SET / DELETE)."""
-        with self._lock:
-            return self._alter_topic_config(name, set, delete, validate_only)
+        ops = [("delete", k, None) for k in delete] + [("set", k, v) for k, v in (set or {}).items()]
+        return self.incremental_alter_topic_config(name, ops, validate_only=validate_only)
 
-    def _alter_topic_config(self, name: str, set: Mapping[str, Any] | None,  # noqa: A002
-                            delete: list[str] | tuple[str, ...], validate_only: bool) -> LogConfig:
-        info = self.topic(name)
-        overrides = dict(info.config)
-        for k in delete:
-            if k not in parse_topic_config_keys():
-                raise InvalidConfigError(f"unknown topic config {k!r}")
-            overrides.pop(k, None)
-        for k, v in (set or {}).items():
-            overrides[k] = v
-        return self.set_topic_config(name, overrides, validate_only=validate_only)
+    def incremental_alter_topic_config(self, name: str, ops: Iterable[tuple[str, str, Any]], *,
+                                       validate_only: bool = False) -> LogConfig:
+        """Apply Kafka's IncrementalAlterConfigs operations in order: (op, key, value) with op one of
+        "set", "delete", "append", "subtract" (the last two for list configs such as
+        cleanup.policy). One read-modify-write under the store lock, so concurrent alters of one
+        topic all land; nothing changes when any operation is invalid."""
+        with self._lock:
+            info = self.topic(name)
+            current = self._configs[name]
+            overrides = dict(info.config)
+            for op, key, value in ops:
+                if key not in TOPIC_CONFIGS:
+                    raise InvalidConfigError(f"unknown topic config {key!r}")
+                if op == "set":
+                    if value is None:
+                        raise InvalidConfigError(f"config {key!r}: SET needs a value")
+                    overrides[key] = value
+                elif op == "delete":
+                    overrides.pop(key, None)
+                elif op in ("append", "subtract"):
+                    if key not in LIST_TOPIC_CONFIGS:
+                        raise InvalidConfigError(f"config {key!r} is not a list: APPEND/SUBTRACT do not apply")
+                    now = overrides.get(key, str(current.get(key)))
+                    items = [x.strip() for x in str(now).split(",") if x.strip()]
+                    given = [x.strip() for x in str(value or "").split(",") if x.strip()]
+                    if op == "append":
+                        items += [g for g in given if g not in items]
+                    else:
+                        items = [i for i in items if i not in given]
+                    overrides[key] = ",".join(items)
+                else:
+                    raise InvalidConfigError(f"config {key!r}: unknown operation {op!r}")
+            return self.set_topic_config(name, overrides, validate_only=validate_only)
 
     def delete_topic(self, name: str) -> None:
         """Delete a topic: tombstone its metadata (fsynced), close its partitions, remove its
@@ -603,11 +625,6 @@ class LogStore:
 
     def __repr__(self) -> str:
         return f"LogStore({self.path!r}, topics={len(self._topics)})"
-
-
-def parse_topic_config_keys() -> set[str]:
-    from .config import TOPIC_CONFIGS
-    return set(TOPIC_CONFIGS)
 
 
 def _short_uuid() -> str:

@@ -88,7 +88,7 @@ def test_produce_fetch_round_trip_every_version(broker, client) -> None:
         recs = list(decode_batches(p.records))
         assert [r.value for r in recs] == [b"v%d" % v for v in range(3, 12)]
         assert [r.offset for r in recs] == list(range(9))
-        assert all(r.headers == [("h", b"x")] for r in recs)
+        assert all(r.headers == (("h", b"x"),) for r in recs)
 
 
 def test_broker_writes_are_read_byte_for_byte_by_the_embedded_api(broker, client) -> None:
@@ -104,7 +104,7 @@ def test_broker_writes_are_read_byte_for_byte_by_the_embedded_api(broker, client
     assert fetch(client, t, 0).records == stored
     recs = broker.store.partition(t, 0).read(0)
     assert [(r.key, r.value, r.headers, r.timestamp) for r in recs] == [
-        (b"key", b"value" * 50, [("a", b"1"), ("b", None)], 1234), (None, b"x", [], 1235)]
+        (b"key", b"value" * 50, (("a", b"1"), ("b", None)), 1234), (None, b"x", (), 1235)]
 
 
 def test_embedded_appends_are_fetched(broker, client) -> None:
@@ -114,7 +114,7 @@ def test_embedded_appends_are_fetched(broker, client) -> None:
     lg.append([(b"e", b"mbedded", [("h", b"v")], 777)])
     p = fetch(client, t, 0)
     recs = list(decode_batches(p.records))
-    assert [(r.key, r.value, r.headers, r.timestamp) for r in recs] == [(b"e", b"mbedded", [("h", b"v")], 777)]
+    assert [(r.key, r.value, r.headers, r.timestamp) for r in recs] == [(b"e", b"mbedded", (("h", b"v"),), 777)]
 
 
 def test_produce_errors_are_per_partition(broker, client) -> None:

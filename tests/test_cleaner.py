@@ -110,7 +110,7 @@ def test_compaction_keeps_the_newest_value_offsets_and_timestamps(tmp_path):
         assert len({r.key for r in cleaned}) == len(cleaned)
         for r in after:
             k, v, ts = written[r.offset]
-            assert (r.key, r.value, r.timestamp, r.headers) == (k, v, ts, [("h", b"x")])
+            assert (r.key, r.value, r.timestamp, r.headers) == (k, v, ts, (("h", b"x"),))
         for r in cleaned:
             assert r.offset == max(o for o, (k, _, _) in written.items() if k == r.key and o < active_base)
         assert {r.key: r.value for r in after} == {r.key: r.value for r in before}

@@ -50,7 +50,7 @@ def test_future_get_flushes(store) -> None:
     md = p.send("t", b"x", headers=[("h", b"1")]).get()
     assert md.offset == 0
     rec = store.partition("t", 0).read(0)[0]
-    assert rec.headers == [("h", b"1")]
+    assert rec.headers == (("h", b"1"),)
 
 
 def test_null_keys_stick_to_one_partition_per_batch(store) -> None:

@@ -44,7 +44,7 @@ def test_offsets_are_contiguous_and_reads_start_inside_batches(tmp_path):
     assert lg.log_end_offset == 4 and len(lg) == 4
     recs = lg.read(1)
     assert [(r.offset, r.key, r.value, r.headers) for r in recs] == [
-        (1, None, b"1", [("h", b"x")]), (2, b"k2", None, []), (3, None, b"3", [])]
+        (1, None, b"1", (("h", b"x"),)), (2, b"k2", None, ()), (3, None, b"3", ())]
     assert lg.read(4) == []  # the log end: nothing yet, not an error
     assert lg.read(0, max_records=2)[-1].offset == 1
     assert lg.read_bytes(0)[:8] == (0).to_bytes(8, "big")

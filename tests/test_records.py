@@ -36,7 +36,7 @@ def decoders(data: bytes, pos: int = 0) -> list[list[R.Record]]:
 
 
 def expected(recs, base_offset: int) -> list[tuple]:
-    return [(base_offset + i, ts, k, v, [(hk, hv) for hk, hv in hs]) for i, (k, v, hs, ts) in enumerate(recs)]
+    return [(base_offset + i, ts, k, v, tuple((hk, hv) for hk, hv in hs)) for i, (k, v, hs, ts) in enumerate(recs)]
 
 
 # ------------------------------------------------------------------------------ round trips
@@ -168,7 +168,7 @@ def test_our_batch_decodes_in_kafka_python(compression):
     assert batch.validate_crc()
     assert (batch.base_offset, batch.producer_id, batch.producer_epoch, batch.base_sequence) == (100, 9, 2, 40)
     assert batch.compression_type == KP_CODECS[compression]
-    got = [(r.offset, r.timestamp, r.key, r.value, list(r.headers)) for r in batch]
+    got = [(r.offset, r.timestamp, r.key, r.value, tuple(r.headers)) for r in batch]
     assert got == expected(recs, 100)
 
 

@@ -47,7 +47,6 @@ RESOURCE_BROKER = 4
 SRC_TOPIC, SRC_STATIC_BROKER, SRC_DEFAULT = 1, 4, 5
 INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 _TOPIC_TO_BROKER_KEY = {t: b for b, t in BROKER_TOPIC_ALIASES.items()}
-_LIST_CONFIGS = {"cleanup.policy", "leader.replication.throttled.replicas", "follower.replication.throttled.replicas"}
 # Kafka's ConfigType numbering (DescribeConfigs v3+)
 _CONFIG_TYPE = {"cleanup.policy": 7, "message.timestamp.type": 2, "compression.type": 2,
                 "leader.replication.throttled.replicas": 7, "follower.replication.throttled.replicas": 7,
@@ -381,34 +380,18 @@ async def alter_configs(ctx: Any, request: Any) -> Any:
     return await _alter_each(ctx, request, "AlterConfigsResponse", _replace)
 
 
+_OPS = {0: "set", 1: "delete", 2: "append", 3: "subtract"}  # AlterConfigOp.OpType
+
+
 def _incremental(server: Any, name: str, resource: Any, validate_only: bool) -> None:
     from logstore.errors import InvalidConfigError
-    overrides = dict(server.store.topic(name).config)
-    cfg = server.store.topic_config(name)
+    ops = []
     for c in resource.configs:
-        op, key, value = int(c.config_operation), c.name, c.value
-        if key not in TOPIC_CONFIGS:
-            raise InvalidConfigError(f"unknown topic config {key!r}")
-        if op == 0:
-            if value is None:
-                raise InvalidConfigError(f"config {key!r}: SET needs a value")
-            overrides[key] = value
-        elif op == 1:
-            overrides.pop(key, None)
-        elif op in (2, 3):
-            if key not in _LIST_CONFIGS:
-                raise InvalidConfigError(f"config {key!r} is not a list: APPEND/SUBTRACT do not apply")
-            current = overrides.get(key, str(cfg.get(key)))
-            items = [s.strip() for s in current.split(",") if s.strip()]
-            given = [s.strip() for s in (value or "").split(",") if s.strip()]
-            if op == 2:
-                items += [g for g in given if g not in items]
-            else:
-                items = [i for i in items if i not in given]
-            overrides[key] = ",".join(items)
-        else:
-            raise InvalidConfigError(f"config {key!r}: unknown operation {op}")
-    server.store.set_topic_config(name, overrides, validate_only=validate_only)
+        op = _OPS.get(int(c.config_operation))
+        if op is None:
+            raise InvalidConfigError(f"config {c.name!r}: unknown operation {int(c.config_operation)}")
+        ops.append((op, c.name, c.value))
+    server.store.incremental_alter_topic_config(name, ops, validate_only=validate_only)
 
 
 async def incremental_alter_configs(ctx: Any, request: Any) -> Any:

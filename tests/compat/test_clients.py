@@ -64,7 +64,7 @@ def _check(got: list[tuple[int, bytes | None, bytes, list, int]], expected: list
 def _embedded_check(broker, topic: str, expected: list) -> None:
     recs = broker.store.partition(topic, 0).read(0, 1 << 24)
     assert [(r.key, r.value, r.headers, r.timestamp) for r in recs] == [
-        (k, v, h, ts) for _c, k, v, h, ts in expected]
+        (k, v, tuple(h), ts) for _c, k, v, h, ts in expected]
 
 
 # -- confluent-kafka ---------------------------------------------------------------------------------
@@ -331,7 +331,7 @@ def test_kcat(broker) -> None:
     assert int(got[0][0]) == min(i for i, ts in enumerate(all_ts) if ts >= target)
     recs = broker.store.partition(t, 0).read(0)
     assert [(r.key, r.value) for r in recs] == [(k, v) for k, v, _c in expected]
-    assert all(r.headers == [("codec", c.encode())] for r, (_k, _v, c) in zip(recs, expected))
+    assert all(r.headers == (("codec", c.encode()),) for r, (_k, _v, c) in zip(recs, expected))
 
 
 # -- idempotent producer with retries --------------------------------------------------------------------
