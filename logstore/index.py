@@ -11,6 +11,13 @@ Both are append-only and strictly increasing in their key. A writable index is p
 `segment.index.bytes` (rounded down to whole entries) and trimmed to its used size by `trim()`
 (segment roll, log close), so a trimmed file's length says how many entries it holds.
 
+Writes go through `os.pwrite` on a file descriptor the writable index keeps open; the map is
+read-only and sees them through the page cache. Writing through the map instead costs a page
+fault on the first write to each new file that takes 2-12 ms on this project's ext4 (the
+file's first dirtying under the journal; pwrite of the same entry: ~11 us), once per
+index file: a produce to 1,000 new partitions then stalled for 20 s. `flush`
+is an fdatasync of that descriptor.
+
 Lookups are O(log n): a native-endian copy of the key column is built the first time an index is
 searched (numpy's `searchsorted` on a big-endian map would convert the whole array on every call)
 and extended on each append. Mapping is lazy: an index that is never searched or appended to is
@@ -21,6 +28,7 @@ segment rebuilds it from the log.
 from __future__ import annotations
 
 import os
+import struct
 
 import numpy as np
 
@@ -29,6 +37,8 @@ from .errors import CorruptRecordError
 OFFSET_ENTRY = np.dtype([("off", ">u4"), ("pos", ">u4")])
 TIME_ENTRY = np.dtype([("ts", ">i8"), ("off", ">u4")])
 assert OFFSET_ENTRY.itemsize == 8 and TIME_ENTRY.itemsize == 12
+_OFFSET_PACK = struct.Struct(">II").pack
+_TIME_PACK = struct.Struct(">qI").pack
 
 
 class _MappedIndex:
@@ -43,6 +53,7 @@ class _MappedIndex:
         self.capacity = max(1, max_bytes // self.entry_size)
         self.writable = writable
         self._mm: np.ndarray | None = None
+        self._fd: int | None = None  # open while writable and loaded: appends are pwrites
         self._keys: np.ndarray | None = None
         self._n: int | None = None  # None until the file is first looked at
 
@@ -50,22 +61,29 @@ class _MappedIndex:
     def _load(self) -> None:
         """Map the file. Entry count = used length: a trimmed file's size, or for a file left
         preallocated by a crash, the strictly increasing prefix of its entries."""
-        try:
-            size = os.path.getsize(self.path)
-        except FileNotFoundError:
-            size = 0
-            if self.writable:
-                open(self.path, "wb").close()
-        n = size // self.entry_size
         if self.writable:
-            cap = max(self.capacity, n)
-            if size != cap * self.entry_size:
-                os.truncate(self.path, cap * self.entry_size)
-            self._mm = np.memmap(self.path, dtype=self.dtype, mode="r+", shape=(cap,))
-        elif n:
-            self._mm = np.memmap(self.path, dtype=self.dtype, mode="r", shape=(n,))
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                n = size // self.entry_size
+                cap = max(self.capacity, n)
+                if size != cap * self.entry_size:
+                    os.ftruncate(fd, cap * self.entry_size)
+                self._mm = np.memmap(self.path, dtype=self.dtype, mode="r", shape=(cap,))
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd = fd
         else:
-            self._mm = None
+            try:
+                size = os.path.getsize(self.path)
+            except FileNotFoundError:
+                size = 0
+            n = size // self.entry_size
+            if n:
+                self._mm = np.memmap(self.path, dtype=self.dtype, mode="r", shape=(n,))
+            else:
+                self._mm = None
         if n and self._mm is not None:
             n = self._valid_prefix(n)
         self._n = n
@@ -99,22 +117,37 @@ class _MappedIndex:
             self._keys = keys
         return self._keys
 
+    def _write(self, i: int, entry: bytes) -> None:
+        """Write entry number `i` (the bytes of one or more entries) through the descriptor."""
+        if self._fd is None:
+            self._load()
+        os.pwrite(self._fd, entry, i * self.entry_size)  # type: ignore[arg-type]
+
     def flush(self) -> None:
-        if self._mm is not None and self.writable:
-            self._mm.flush()
+        """Make the entries written so far durable (fdatasync; nothing to do when read-only)."""
+        if self._fd is not None:
+            os.fdatasync(self._fd)
+
+    def _unmap(self) -> None:
+        if self._mm is not None:
+            self._mm._mmap.close()  # type: ignore[union-attr]
+            self._mm = None
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
 
     def trim(self) -> None:
-        """Shrink the file to its entries and make the index read-only."""
+        """Shrink the file to its entries and make the index read-only. The entries are synced
+        first (the shrink itself is made durable by whoever fsyncs the file: segment seal)."""
         if self._n is None and not self.writable:
             return
         n = self.entries
-        if self._mm is not None:
-            if self.writable:
-                self._mm.flush()
-            self._mm._mmap.close()  # type: ignore[union-attr]
-            self._mm = None
-        if os.path.exists(self.path):
+        if self._fd is not None:
+            os.fdatasync(self._fd)
+            os.ftruncate(self._fd, n * self.entry_size)
+        elif os.path.exists(self.path):
             os.truncate(self.path, n * self.entry_size)
+        self._unmap()
         self.writable = False
         self._keys = None
         self._n = None
@@ -125,11 +158,11 @@ class _MappedIndex:
             self.writable = True
 
     def close(self) -> None:
-        if self._mm is not None:
-            if self.writable:
-                self._mm.flush()
-            self._mm._mmap.close()  # type: ignore[union-attr]
-        self._mm = None
+        """Unmap and close. A writable index is fdatasynced first (as closing it always was)."""
+        try:
+            self.flush()
+        finally:
+            self._unmap()
         self._keys = None
         self._n = None
 
@@ -146,7 +179,7 @@ class _MappedIndex:
         if self.writable and self._mm is not None and self._n < old:
             # zero the dropped entries: left in the preallocated map, a later append could make
             # them look like a valid, increasing tail to `_valid_prefix` after a crash
-            self._mm[self._n:old] = 0  # type: ignore[index]
+            self._write(self._n, bytes((old - self._n) * self.entry_size))
         if self._keys is not None and not self.writable:
             self._keys = self._keys[: self._n]
 
@@ -164,7 +197,7 @@ class OffsetIndex(_MappedIndex):
         if n >= self.capacity:
             raise CorruptRecordError(f"offset index {self.path} is full ({n} entries)")
         rel = offset - self.base_offset
-        self._mm[n] = (rel, position)  # type: ignore[index]
+        self._write(n, _OFFSET_PACK(rel, position))
         if self._keys is not None:
             self._keys[n] = rel
         self._n = n + 1
@@ -238,7 +271,7 @@ class TimeIndex(_MappedIndex):
             return
         if n >= self.capacity:
             return
-        self._mm[n] = (timestamp, offset - self.base_offset)  # type: ignore[index]
+        self._write(n, _TIME_PACK(timestamp, offset - self.base_offset))
         if self._keys is not None:
             self._keys[n] = timestamp
         self._n = n + 1
@@ -253,7 +286,7 @@ class TimeIndex(_MappedIndex):
         if n < self.capacity:
             self.append(timestamp, offset)
             return
-        self._mm[n - 1] = (timestamp, offset - self.base_offset)  # type: ignore[index]
+        self._write(n - 1, _TIME_PACK(timestamp, offset - self.base_offset))
         if self._keys is not None:
             self._keys[n - 1] = timestamp
 

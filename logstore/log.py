@@ -112,7 +112,12 @@ class Log:
         self.stats = stats or RecoveryStats()
         self._pending_deletes: list[tuple[float, LogSegment]] = []
         os.makedirs(directory, exist_ok=True)
-        self._load(clean)
+        try:
+            self._load(clean)
+        except BaseException:
+            for seg in self.segments.values():  # a failed open holds no descriptor
+                seg.close()
+            raise
         self.producer_state = ProducerStateManager(self._producer_headers)
 
     @property

@@ -1,0 +1,256 @@
+"""The admin operations of `topics`, `configs` and `consumer-groups`, over a broker or on a log dir.
+
+Owns: `Backend`, the operations those tools need, and its two implementations: `NetBackend`
+(through `broker.admin_client.AdminClient`, for --bootstrap-server) and `DirBackend` (a log dir
+opened in-process with `logstore.open`, for --data-dir); `open_backend` picks one from the
+arguments. The tools print what these return, so both implementations return the same shapes.
+
+Invariants: a missing topic raises `ToolError` with Kafka's wording; `DirBackend` holds the log
+dir's lock (a dir a broker holds is refused with a hint) and never starts background threads;
+a backend must be closed. Neither `logstore` nor `kio` is imported until a backend is opened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import typing
+from typing import Any, Protocol
+
+from .common import ToolError, target
+
+
+class TopicDesc(typing.NamedTuple):
+    name: str
+    topic_id: Any
+    partitions: list  # [(partition, leader, replicas, isr)]
+    configs: list  # [(key, value)] that are not defaults
+
+
+class Backend(Protocol):
+    """What the admin tools ask of a broker or a log dir. Groups: `describe_group` returns
+    (state, members, committed offsets), state "Dead" when the group does not exist; codes are
+    Kafka error codes (0 = done)."""
+
+    def close(self) -> None: ...
+    def list_topics(self) -> list[str]: ...
+    def describe_topics(self, names: list[str]) -> list[TopicDesc]: ...
+    def create_topic(self, name: str, partitions: int, rf: int, configs: dict[str, str]) -> None: ...
+    def alter_partitions(self, name: str, count: int) -> None: ...
+    def delete_topic(self, name: str) -> None: ...
+    def topic_configs(self, name: str) -> list[dict[str, Any]]: ...
+    def alter_configs(self, name: str, set_: dict[str, str], delete: list[str]) -> None: ...
+    def list_groups(self) -> list[str]: ...
+    def describe_group(self, group: str) -> tuple[str, list[dict[str, Any]], dict[tuple[str, int], int]]: ...
+    def end_offsets(self, tps: list[tuple[str, int]], which: int) -> dict[tuple[str, int], int]: ...
+    def describe_partitions(self, topic: str) -> list: ...
+    def delete_group(self, group: str) -> int: ...
+    def commit_offsets(self, group: str, offsets: dict[tuple[str, int], int]) -> None: ...
+
+
+def topic_partitions(client: Any, topic: str) -> list:
+    """A topic's partitions from the broker's Metadata: [(partition, leader, replicas, isr, error)]."""
+    t = client.metadata([topic])["topics"].get(topic)
+    if t is None or t["error"] == 3:
+        raise ToolError(f"Topic '{topic}' does not exist")
+    return t["partitions"]
+
+
+class NetBackend:
+    """Admin operations through a broker."""
+
+    def __init__(self, address: str, timeout: float):
+        from ..admin_client import AdminClient
+        self.client = AdminClient(address, timeout=timeout)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def list_topics(self) -> list[str]:
+        return sorted(self.client.metadata()["topics"])
+
+    def describe_topics(self, names: list[str]) -> list[TopicDesc]:
+        md = self.client.metadata(names)["topics"]
+        out = []
+        for name in names:
+            t = md.get(name)
+            if t is None or t["error"] == 3:
+                raise ToolError(f"Topic '{name}' does not exist as expected")
+            if t["error"]:
+                from ..admin_client import KafkaError
+                raise KafkaError(t["error"], where=f" (metadata of topic {name})")
+            configs = sorted((c["name"], c["value"]) for c in self.client.describe_configs(name)
+                             if not c["default"] and c["value"] is not None)
+            parts = [(p, leader, replicas, isr) for p, leader, replicas, isr, _err in t["partitions"]]
+            out.append(TopicDesc(name, t["id"], parts, configs))
+        return out
+
+    def create_topic(self, name: str, partitions: int, rf: int, configs: dict[str, str]) -> None:
+        self.client.create_topic(name, partitions, rf, configs)
+
+    def alter_partitions(self, name: str, count: int) -> None:
+        self.client.create_partitions(name, count)
+
+    def delete_topic(self, name: str) -> None:
+        self.client.delete_topics([name])
+
+    def topic_configs(self, name: str) -> list[dict[str, Any]]:
+        from ..admin_client import KafkaError
+        try:
+            return self.client.describe_configs(name, synonyms=True)
+        except KafkaError as e:
+            if e.code == 3:
+                raise ToolError(f"Topic '{name}' does not exist") from None
+            raise
+
+    def alter_configs(self, name: str, set_: dict[str, str], delete: list[str]) -> None:
+        self.client.alter_configs(name, set_, delete)
+
+    # groups
+    def list_groups(self) -> list[str]:
+        return sorted(g for g, ptype, _state in self.client.list_groups() if ptype in ("consumer", ""))
+
+    def describe_group(self, group: str) -> tuple[str, list[dict[str, Any]], dict[tuple[str, int], int]]:
+        from ..admin_client import KafkaError
+        try:
+            d = self.client.describe_group(group)
+        except KafkaError as e:
+            if e.code == 69:  # GROUP_ID_NOT_FOUND (DescribeGroups v6+)
+                return "Dead", [], {}
+            raise
+        committed = self.client.offset_fetch(group)
+        return d["state"], d["members"], committed
+
+    def end_offsets(self, tps: list[tuple[str, int]], which: int) -> dict[tuple[str, int], int]:
+        return self.client.list_offsets(tps, which) if tps else {}
+
+    def describe_partitions(self, topic: str) -> list:
+        return topic_partitions(self.client, topic)
+
+    def delete_group(self, group: str) -> int:
+        return self.client.delete_groups([group]).get(group, 0)
+
+    def commit_offsets(self, group: str, offsets: dict[tuple[str, int], int]) -> None:
+        self.client.offset_commit(group, offsets)
+
+
+class DirBackend:
+    """Admin operations on a log dir opened directly (exclusive: fails if a broker holds it)."""
+
+    def __init__(self, path: str, *, create: bool = False):
+        import logstore
+        if not create and not os.path.isdir(path):
+            raise ToolError(f"log dir {path} does not exist")
+        try:
+            self.store = logstore.open(path, background=False)
+        except logstore.LogDirLockedError as e:
+            raise ToolError(f"{e} (stop the broker, or use --bootstrap-server)") from None
+        self._gos: Any = None
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _topic(self, name: str) -> Any:
+        import logstore
+        try:
+            return self.store.topic(name)
+        except logstore.UnknownTopicOrPartitionError:
+            raise ToolError(f"Topic '{name}' does not exist as expected") from None
+
+    def list_topics(self) -> list[str]:
+        return self.store.topics()
+
+    def describe_topics(self, names: list[str]) -> list[TopicDesc]:
+        out = []
+        for name in names:
+            info = self._topic(name)
+            cfg = self.store.topic_config(name)
+            configs = sorted((k, v) for k, v, source in cfg.items() if source != "default")
+            out.append(TopicDesc(name, info.topic_id, [(p, 0, [0], [0]) for p in range(info.partitions)], configs))
+        return out
+
+    def create_topic(self, name: str, partitions: int, rf: int, configs: dict[str, str]) -> None:
+        if rf != 1:
+            from ..admin_client import KafkaError
+            raise KafkaError(38, f"Replication factor: {rf} larger than available brokers: 1.")
+        self.store.create_topic(name, partitions, configs)
+
+    def alter_partitions(self, name: str, count: int) -> None:
+        self._topic(name)
+        self.store.create_partitions(name, count)
+
+    def delete_topic(self, name: str) -> None:
+        self._topic(name)
+        self.store.delete_topic(name)
+        gos = self._groups(create=False)
+        if gos is not None:
+            gos.remove_topic(name)
+
+    def topic_configs(self, name: str) -> list[dict[str, Any]]:
+        self._topic(name)
+        sources = {"topic": 1, "broker": 4, "default": 5}
+        out = []
+        for k, v, source in self.store.topic_config(name).items():
+            sid = sources[source]
+            syn = [(sid, k, v)] if sid != 5 else []
+            out.append({"name": k, "value": v, "source": sid, "default": sid == 5, "sensitive": False,
+                        "read_only": False, "synonyms": syn})
+        return out
+
+    def alter_configs(self, name: str, set_: dict[str, str], delete: list[str]) -> None:
+        self._topic(name)
+        self.store.alter_topic_config(name, set_, delete)
+
+    # groups
+    def _groups(self, create: bool) -> Any:
+        if self._gos is None:
+            from logstore.groups import OFFSETS_TOPIC, GroupOffsetStore
+            if not create and not self.store.has_topic(OFFSETS_TOPIC):
+                return None
+            self._gos = GroupOffsetStore.of(self.store)
+        return self._gos
+
+    def list_groups(self) -> list[str]:
+        gos = self._groups(create=False)
+        return gos.groups() if gos is not None else []
+
+    def describe_group(self, group: str) -> tuple[str, list[dict[str, Any]], dict[tuple[str, int], int]]:
+        gos = self._groups(create=False)
+        if gos is None or group not in gos.groups():
+            return "Dead", [], {}
+        committed = {tp: om.offset for tp, om in gos.fetch(group).items()}
+        # offline, no member is connected: a group with members recorded is as after a restart
+        return "Empty", [], committed
+
+    def end_offsets(self, tps: list[tuple[str, int]], which: int) -> dict[tuple[str, int], int]:
+        import logstore
+        out = {}
+        for t, p in tps:
+            try:
+                lg = self.store.partition(t, p)
+            except logstore.UnknownTopicOrPartitionError:
+                continue
+            out[(t, p)] = lg.log_start_offset if which == -2 else lg.log_end_offset
+        return out
+
+    def describe_partitions(self, topic: str) -> list:
+        info = self._topic(topic)
+        return [(p, 0, [0], [0], 0) for p in range(info.partitions)]
+
+    def delete_group(self, group: str) -> int:
+        gos = self._groups(create=False)
+        if gos is None or group not in gos.groups():
+            return 69
+        gos.delete_group(group)
+        return 0
+
+    def commit_offsets(self, group: str, offsets: dict[tuple[str, int], int]) -> None:
+        self._groups(create=True).commit(group, offsets)
+
+
+def open_backend(args: argparse.Namespace, *, create: bool = False) -> Backend:
+    """The backend the target flags name; `create`: a --data-dir that does not exist yet is made."""
+    bs, dd = target(args)
+    if dd:
+        return DirBackend(dd, create=create)
+    return NetBackend(typing.cast(str, bs), args.command_timeout)
