@@ -170,7 +170,7 @@ def _client_consume_confluent(spec: dict) -> dict:
     t0 = time.perf_counter()
     first = None
     deadline = time.monotonic() + spec.get("timeout", 120)
-    while got < n and time.monotonic() < deadline:
+    while got - errors < n and time.monotonic() < deadline:
         before = time.perf_counter()
         msgs = consume(batch, 0.1)  # returns at `batch` records or after 0.1 s
         for m in msgs:              # every record's error and value are looked at
@@ -178,8 +178,8 @@ def _client_consume_confluent(spec: dict) -> dict:
                 nbytes += len(m.value())
             else:
                 errors += 1
-        got += len(msgs)
-        if first is None and msgs:
+        got += len(msgs)              # records and error events; the errors are taken off below
+        if first is None and got > errors:
             first = before
     end = time.perf_counter()
     gc.enable()
