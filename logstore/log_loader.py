@@ -1,0 +1,257 @@
+"""Opening a partition directory: Kafka's LogLoader, as a mixin of `Log` (log.py).
+
+What a load does, in order (the invariants it restores are log.py's):
+- leftovers of interrupted operations go: `.deleted` and `.cleaned` files are removed (the live
+  files are intact), a `.swap` log finishes its cleaning swap (`_complete_swap`), orphan indexes
+  without a `.log` are removed;
+- after a clean shutdown (marker present) the files are trusted; only a missing index or one of
+  a torn length is rebuilt;
+- after an unclean stop, segments from the one holding the recovery point on are scanned batch by
+  batch (size, magic, CRC; `LogSegment.recover`), the torn or corrupt tail is truncated and every
+  later segment deleted; older segments get their indexes checked and rebuilt when they disagree
+  with the log. Everything found is counted in `RecoveryStats` and described in its `problems`;
+- producer state comes from the newest snapshot at or below the log end plus a header replay
+  (`_producer_headers`), and snapshots are written at rolls and clean closes.
+
+Costs: a clean open reads directory listings and nothing else (indexes are mapped lazily); an
+unclean one reads every byte after the recovery point once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterable
+
+from . import producer_state as PS
+from . import records as R
+from .segment import (CLEANED_SUFFIX, DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, SWAP_SUFFIX,
+                      TIMEINDEX_SUFFIX, LogSegment)
+
+if TYPE_CHECKING:
+    from sortedcontainers import SortedDict
+
+    from .config import LogConfig
+    from .producer_state import ProducerStateManager
+
+KEEP_SNAPSHOTS = 3  # producer-state snapshot files kept per partition (newest)
+
+logger = logging.getLogger("logstore")
+
+
+@dataclass
+class RecoveryStats:
+    segments_scanned: int = 0
+    bytes_scanned: int = 0
+    bytes_truncated: int = 0
+    indexes_rebuilt: int = 0
+    problems: list = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.problems is None:
+            self.problems = []
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LogLoader:
+    """The loading half of `Log`: fills `segments` from the directory and recovers them. Uses the
+    attributes `Log.__init__` sets before calling `_load`."""
+
+    dir: str
+    config: "LogConfig"
+    segments: "SortedDict"
+    recovery_point: int
+    _log_start_offset: int
+    stats: RecoveryStats
+    producer_state: "ProducerStateManager"
+    lock: Any
+    name: str
+    log_end_offset: int
+
+    def _load(self, clean: bool) -> None:
+        cfg = self.config
+        bases: set[int] = set()
+        swaps: list[int] = []
+        for fname in os.listdir(self.dir):
+            path = os.path.join(self.dir, fname)
+            stem, dot, rest = fname.partition(".")
+            if fname.endswith(DELETED_SUFFIX) or fname.endswith(CLEANED_SUFFIX):
+                # an interrupted deletion or an unfinished cleaning: the live files are intact
+                os.unlink(path)
+            elif fname.endswith(SWAP_SUFFIX) and stem.isdigit() and rest == "log" + SWAP_SUFFIX:
+                swaps.append(int(stem))
+            elif fname.endswith(LOG_SUFFIX) and stem.isdigit() and rest == "log":
+                bases.add(int(stem))
+        for base in swaps:
+            self._complete_swap(base, bases)
+        # orphan indexes (no .log) are removed; missing indexes are rebuilt below. A `.swap` index
+        # without its `.swap` log is from a swap that never began (the log is renamed last).
+        for fname in os.listdir(self.dir):
+            stem, _, rest = fname.partition(".")
+            if stem.isdigit() and (rest in ("index", "timeindex") and int(stem) not in bases
+                                   or rest in ("index" + SWAP_SUFFIX, "timeindex" + SWAP_SUFFIX)):
+                os.unlink(os.path.join(self.dir, fname))
+        for base in sorted(bases):
+            seg = LogSegment(self.dir, base, index_interval_bytes=cfg.index_interval_bytes,
+                             max_index_bytes=cfg.segment_index_bytes)
+            self.segments[base] = seg
+        if not self.segments:
+            base = max(self._log_start_offset, 0)
+            self.segments[base] = LogSegment(self.dir, base, index_interval_bytes=cfg.index_interval_bytes,
+                                             max_index_bytes=cfg.segment_index_bytes, active=True, create=True)
+            fsync_dir(self.dir)
+            self.recovery_point = base
+            self.stats.segments_scanned += 0
+        else:
+            self._recover(clean)
+        last = self.segments.peekitem(-1)[1]
+        last.activate()
+        first_base = self.segments.peekitem(0)[0]
+        self._log_start_offset = max(self._log_start_offset, first_base)
+        if self._log_start_offset > self.log_end_offset:
+            self._log_start_offset = self.log_end_offset
+        self.recovery_point = min(max(self.recovery_point, 0), self.log_end_offset)
+
+    def _complete_swap(self, base: int, bases: set[int]) -> None:
+        """Finish a cleaning that was renamed to `.swap`: the swap segment replaces the live
+        segments it covers. The `.swap` rename happens only once the cleaned segment is fully
+        written and fsynced, so finishing it is always safe. A cleaned segment ends exactly where
+        the segments it replaces ended (cleaner.py keeps their last batch, empty if need be), so
+        [base, its next offset) is the set it replaces. Indexes are renamed before the log: a
+        `.log.swap` means the swap is unfinished (see `replace_segments`)."""
+        seg = LogSegment(self.dir, base, suffix=SWAP_SUFFIX)
+        end = seg.next_offset if seg.size else base
+        seg.close()
+        covered = [b for b in bases if base <= b < max(end, base + 1)]
+        for b in covered:
+            for ext in (LOG_SUFFIX, INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+                p = os.path.join(self.dir, f"{b:020d}{ext}")
+                if os.path.exists(p):
+                    os.unlink(p)
+            bases.discard(b)
+        for ext in (INDEX_SUFFIX, TIMEINDEX_SUFFIX, LOG_SUFFIX):
+            p = os.path.join(self.dir, f"{base:020d}{ext}{SWAP_SUFFIX}")
+            if os.path.exists(p):
+                os.replace(p, p[: -len(SWAP_SUFFIX)])
+        bases.add(base)
+        fsync_dir(self.dir)
+
+    def _recover(self, clean: bool) -> None:
+        stats = self.stats
+        segs = list(self.segments.values())
+        if clean:
+            # trust the files; only a missing index or one of a torn length forces a rebuild
+            for seg in segs:
+                if not seg.index_files_ok():
+                    stats.problems.append(f"rebuilding the indexes of {seg.log_path}: missing or torn")
+                    self._recover_segment(seg)
+                    stats.indexes_rebuilt += 1
+            if stats.indexes_rebuilt:
+                fsync_dir(self.dir)
+            return
+        rp = self.recovery_point
+        start = self.segments.bisect_right(rp) - 1
+        for i, seg in enumerate(segs):
+            if i >= max(start, 0):
+                truncated = self._recover_segment(seg)
+                if truncated:
+                    # everything after a torn or corrupt batch is unflushed garbage: drop it
+                    for later in segs[i + 1:]:
+                        stats.problems.append(f"deleted segment {later.log_path} after truncation")
+                        later.delete_files()
+                        del self.segments[later.base_offset]
+                    break
+            elif not seg.index_files_ok():
+                stats.problems.append(f"rebuilding the indexes of {seg.log_path}: missing or torn")
+                self._recover_segment(seg)
+                stats.indexes_rebuilt += 1
+            else:
+                problem = seg.check_indexes()
+                if problem:
+                    stats.problems.append(problem)
+                    self._recover_segment(seg)
+                    stats.indexes_rebuilt += 1
+        if stats.segments_scanned or stats.problems:
+            # recovery may have re-created index files or deleted segments: make the names durable
+            fsync_dir(self.dir)
+        for seg in list(self.segments.values())[:-1]:
+            seg.release()  # a log of thousands of segments must not keep each one open after this
+        # an empty trailing segment file after a crash is harmless; keep it as the active one
+
+    def _recover_segment(self, seg: LogSegment) -> int:
+        self.stats.segments_scanned += 1
+        self.stats.bytes_scanned += seg.size
+        truncated, reason = seg.recover(self.config.max_message_bytes)
+        if truncated:
+            self.stats.bytes_truncated += truncated
+            self.stats.problems.append(f"truncated {truncated} bytes: {reason}")
+        return truncated
+
+    # -- producer state (snapshots: producer_state.py) ----------------------------------------
+    def _producer_headers(self) -> Iterable[R.BatchHeader]:
+        """The producer-state loader: restore the newest valid snapshot at or below the LEO
+        (deleting stale and corrupt ones), then yield the headers of the batches from its offset
+        to the LEO. Without a snapshot, the scan starts at the second-to-last segment (bounded;
+        producers only in older segments are forgotten, as after Kafka's expiry)."""
+        with self.lock:
+            leo = self.log_end_offset
+            start = None
+            for off, path in reversed(PS.list_snapshots(self.dir)):
+                if off > leo:
+                    self._remove_file(path)  # from before a truncation or an unclean cut
+                    continue
+                try:
+                    self.producer_state.restore(PS.read_snapshot(path))
+                except (PS.CorruptSnapshotError, OSError) as e:
+                    logger.warning("ignoring producer snapshot of %s: %s; rebuilding by a scan", self.name, e)
+                    self._remove_file(path)
+                    continue
+                start = off
+                break
+            bases = list(self.segments.keys())
+            if start is None:
+                start = bases[-2] if len(bases) > 1 else bases[0]
+            i = max(self.segments.bisect_right(start) - 1, 0)
+            segs = [(seg, seg.size) for seg in list(self.segments.values())[i:]]
+        for seg, end in segs:
+            found = seg.find_position(start, end) if seg is segs[0][0] else None
+            pos = found[0] if found else 0
+            for _p, h in seg._iter_headers_from(pos, end):
+                if h.last_offset >= start:
+                    yield h
+
+    def _remove_file(self, path: str) -> None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+    def _take_producer_snapshot(self, offset: int) -> bool:
+        """Write the producer state at `offset` (= LEO) if it is complete, keep the newest
+        KEEP_SNAPSHOTS files. Best effort: a missing snapshot costs a longer scan, never data.
+        The caller fsyncs the directory."""
+        ps = self.producer_state
+        if not ps.loaded:
+            return False  # nothing loaded since open: older snapshots plus the log still say it all
+        try:
+            PS.write_snapshot(PS.snapshot_path(self.dir, offset), ps.producers)
+            for _off, path in PS.list_snapshots(self.dir)[:-KEEP_SNAPSHOTS]:
+                self._remove_file(path)
+        except OSError as e:
+            logger.warning("cannot write producer snapshot of %s at offset %d: %s", self.name, offset, e)
+            return False
+        return True
+
+    def _drop_producer_snapshots_above(self, offset: int) -> None:
+        for off, path in PS.list_snapshots(self.dir):
+            if off > offset:
+                self._remove_file(path)
+
