@@ -1,5 +1,5 @@
 """Offline tools over log files: `dump-log` (kafka-dump-log.sh's output) and `verify` (a whole
-log dir integrity scan). Importable; `broker/cli.py` only prints what these yield.
+log dir integrity scan). Importable; `broker/cli/logtools.py` only prints what these yield.
 
 dump_files(paths, ...) yields `(stream, line)` pairs, stream "out" or "err", in the shape Kafka's
 DumpLogSegments prints:

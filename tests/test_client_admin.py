@@ -1,4 +1,4 @@
-"""broker/admin_client.py: the CLI's own Kafka-protocol client, against a live broker process,
+"""broker/admin_client/: the CLI's own Kafka-protocol client, against a live broker process,
 and its consumer-protocol byte layouts against kafka-python's."""
 
 from __future__ import annotations
