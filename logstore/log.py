@@ -90,6 +90,11 @@ class Log(LogLoader):
         self._failure: str | None = None  # set by a failed fsync: the partition is offline
         self.stats = stats or RecoveryStats()
         self._pending_deletes: list[tuple[float, LogSegment]] = []
+        # Set by a store with a background thread: a roll then seals without fsync and calls
+        # `roll_flusher(log, offset)` to have `flush(offset)` run off the appending thread, as
+        # Kafka schedules it; the recovery point advances only when that flush returns.
+        self.roll_flusher: Callable[["Log", int], None] | None = None
+        self._dir_unsynced = False  # a roll created a file whose name is not yet fsynced
         os.makedirs(directory, exist_ok=True)
         try:
             self._load(clean)
@@ -270,7 +275,9 @@ class Log(LogLoader):
         return seg
 
     def roll(self) -> LogSegment:
-        """Seal the active segment (fsync, trim indexes) and start a new one at the LEO."""
+        """Seal the active segment (trim indexes) and start a new one at the LEO. The sealed
+        segment is fsynced here, or with a `roll_flusher` by a flush it schedules."""
+        deferred = self.roll_flusher
         with self.lock:
             old: LogSegment = self.segments.peekitem(-1)[1]
             if old.size == 0:
@@ -278,7 +285,7 @@ class Log(LogLoader):
             self._check_online()
             base = old.next_offset
             try:
-                old.seal()
+                old.seal(sync=deferred is None)
             except KafkaStorageError as e:
                 self._fail(e)
                 raise
@@ -287,15 +294,28 @@ class Log(LogLoader):
                              max_index_bytes=cfg.segment_index_bytes, active=True, create=True)
             self.segments[base] = seg
             self._take_producer_snapshot(base)
-            try:
-                fsync_dir(self.dir)
-            except OSError as e:
-                self._fail(e)
-                raise KafkaStorageError(f"cannot fsync directory {self.dir} of partition {self.name}: "
-                                        f"{e.strerror}") from e
-            # the sealed segment and everything before it is on disk
-            self.recovery_point = max(self.recovery_point, base)
-            return seg
+            if deferred is not None:
+                self._dir_unsynced = True
+                # the sealed segment's trimmed indexes (and maybe its data) are not on disk yet:
+                # until the flush, recovery after a crash must scan it
+                self.recovery_point = min(self.recovery_point, old.base_offset)
+            else:
+                self._sync_dir()
+                # the sealed segment and everything before it is on disk
+                self.recovery_point = max(self.recovery_point, base)
+        if deferred is not None:
+            deferred(self, base)
+        return seg
+
+    def _sync_dir(self) -> None:
+        self._dir_unsynced = False
+        try:
+            fsync_dir(self.dir)
+        except OSError as e:
+            self._dir_unsynced = True
+            self._fail(e)
+            raise KafkaStorageError(f"cannot fsync directory {self.dir} of partition {self.name}: "
+                                    f"{e.strerror}") from e
 
     # -- flush -------------------------------------------------------------------------------
     def flush(self, offset: int | None = None) -> None:
@@ -318,6 +338,8 @@ class Log(LogLoader):
                     except KafkaStorageError as e:
                         self._fail(e)
                         raise
+            if self._dir_unsynced:
+                self._sync_dir()  # the names of segments a deferred roll created
             with self.lock:
                 self.recovery_point = max(self.recovery_point, end)
                 self.last_flush_ms = int(time.time() * 1000)

@@ -162,7 +162,15 @@ class LogLoader:
         for i, seg in enumerate(segs):
             if i >= max(start, 0):
                 truncated = self._recover_segment(seg)
-                if truncated:
+                nxt = segs[i + 1].base_offset if i + 1 < len(segs) else None
+                gap = nxt is not None and seg.next_offset < nxt
+                if gap and not truncated:
+                    # segments are contiguous when written; one that ends short of the next lost
+                    # unflushed records (a roll that left its fsync to a later flush), so every
+                    # later segment holds only unflushed records too (flushes go in order)
+                    stats.problems.append(f"{seg.log_path} ends at offset {seg.next_offset}, before the next "
+                                          f"segment's base offset {nxt}")
+                if truncated or gap:
                     # everything after a torn or corrupt batch is unflushed garbage: drop it
                     for later in segs[i + 1:]:
                         stats.problems.append(f"deleted segment {later.log_path} after truncation")

@@ -149,6 +149,7 @@ class LogSegment:
         self._rolling_ts: int | None = None
         self.created_ms = int(time.time() * 1000)
         self.closed = False
+        self.unsynced_seal = False  # sealed with sync=False: flush() owes the fsyncs seal skipped
 
     # -- files -----------------------------------------------------------------------------
     def _handle(self) -> FdHandle:
@@ -587,37 +588,47 @@ class LogSegment:
 
     # -- lifecycle -------------------------------------------------------------------------
     def flush(self) -> None:
-        """fsync the log and the indexes. Safe against a concurrent seal or close (then a no-op
-        for what they already synced or closed)."""
+        """fsync the log and the indexes (a sealed segment's only when its seal skipped them).
+        Safe against a concurrent seal or close (then a no-op for what they already synced or
+        closed)."""
         with self._life_lock:
             if self.closed:
                 return
             try:
-                if self._fd is not None:
-                    os.fdatasync(self._fd)
-                self.index.flush()
-                self.time_index.flush()
+                if self.active:
+                    if self._fd is not None:
+                        os.fdatasync(self._fd)
+                    self.index.flush()
+                    self.time_index.flush()
+                elif self.unsynced_seal:
+                    os.fdatasync(self._handle().fd)
+                    self._fsync_index_files()
+                    self.unsynced_seal = False
             except OSError as e:
                 raise KafkaStorageError(f"cannot flush {self.log_path}: {e.strerror}") from e
 
-    def seal(self) -> None:
+    def seal(self, *, sync: bool = True) -> None:
         """Turn the active segment into a sealed one: end the time index with the segment's largest
-        timestamp (a sealed segment's max timestamp is read from there), trim indexes, fsync."""
+        timestamp (a sealed segment's max timestamp is read from there), trim indexes, fsync.
+        With `sync=False` the fsyncs of the log and of the trimmed index files are left to the
+        next `flush()` (the roll then does not wait for a whole segment to reach the disk)."""
         with self._life_lock:
             if not self.active:
                 return  # already sealed (a roll that failed after sealing is being retried)
             try:
-                if self._fd is not None:
+                if sync and self._fd is not None:
                     os.fdatasync(self._fd)
                 max_ts = self.max_timestamp
                 if max_ts >= 0:
                     self.time_index.append_final(max_ts, self._offset_of_max_ts)
                 self.index.trim()
                 self.time_index.trim()
-                self._fsync_index_files()
+                if sync:
+                    self._fsync_index_files()
             except OSError as e:
                 raise KafkaStorageError(f"cannot seal {self.log_path}: {e.strerror}") from e
             self.active = False
+            self.unsynced_seal = not sync
 
     def activate(self) -> None:
         """Make this (last) segment the active one: writable, preallocated indexes."""

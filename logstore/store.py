@@ -26,6 +26,7 @@ with one offline writes no clean-shutdown marker, so that reopen recovers it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import fcntl
 import json
@@ -104,6 +105,11 @@ class LogStore:
         self._topic_listeners: list[Callable[[str, str], None]] = []
         self.periodic_tasks: list[list[Any]] = []  # [interval_s, next_due, fn]
         self.recovery_stats = RecoveryStats()
+        self._background = background
+        # fsyncs of segments sealed by a roll run here, off the appending thread (see Log.roll)
+        self._roll_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._roll_pool_lock = threading.Lock()
+        self._stop = threading.Event()
         try:
             self._open()
         except BaseException:
@@ -114,7 +120,6 @@ class LogStore:
                         seg.close()
             self._release_lock()
             raise
-        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.add_periodic(self.config.flush_scheduler_interval_ms / 1000, self._flush_due)
         self.add_periodic(self.config.recovery_checkpoint_interval_ms / 1000 or 60, self.checkpoint)
@@ -227,6 +232,8 @@ class LogStore:
         lg = Log(d, topic, p, config, recovery_point=self.recovery_points.get((topic, p), 0),
                  log_start_offset=self.start_offsets.get((topic, p), 0), clean=self.clean_open,
                  stats=RecoveryStats())
+        if self._background:
+            lg.roll_flusher = self._schedule_roll_flush
         s = lg.stats
         rs = self.recovery_stats
         rs.segments_scanned += s.segments_scanned
@@ -521,6 +528,27 @@ class LogStore:
                 next_due = min(next_due, task[1])
             self._stop.wait(max(0.01, next_due - time.monotonic()))
 
+    def _schedule_roll_flush(self, lg: Log, offset: int) -> None:
+        # called with the Log's lock held: takes only its own lock (the store's lock is taken
+        # before Logs' locks elsewhere)
+        with self._roll_pool_lock:
+            if self._stop.is_set():
+                return  # closing: close flushes every log itself
+            if self._roll_pool is None:
+                self._roll_pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="logstore-roll-flush")
+            self._roll_pool.submit(self._roll_flush, lg, offset)
+
+    @staticmethod
+    def _roll_flush(lg: Log, offset: int) -> None:
+        if lg.closed:
+            return
+        try:
+            lg.flush(offset)
+        except Exception as e:  # the log is offline now (Log._fail); appends will say so
+            if not lg.closed:
+                log.error("flush of partition %s after a roll failed: %s", lg.name, e)
+
     def _flush_due(self) -> None:
         now = int(time.time() * 1000)
         for lg in self.logs():
@@ -567,6 +595,10 @@ class LogStore:
         cleaner = getattr(self, "log_cleaner", None)
         if cleaner is not None:
             cleaner.shutdown()  # its own thread (cleaner.py); an unfinished cleaning is dropped
+        with self._roll_pool_lock:  # _stop is set: no new ones
+            pool = self._roll_pool
+        if pool is not None:
+            pool.shutdown(wait=True)
         with self._lock:
             logs = list(self._logs.items()) + [((METADATA_TOPIC, 0), self._meta_log)]
             first_error: BaseException | None = None

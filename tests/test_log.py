@@ -377,3 +377,57 @@ def test_reads_keep_the_garbage_collector_idle(tmp_path, fast, monkeypatch):
     assert last.headers == (("h", b"x"),) and kept[0][0].headers == ()
     assert not any(gc.is_tracked(r) for recs in kept for r in recs[:10])
     lg.close()
+
+
+def test_a_roll_with_a_flusher_leaves_the_fsyncs_to_the_flush_it_schedules(tmp_path):
+    lg = make_log(tmp_path, {"segment.bytes": 2000})
+    calls = []
+    lg.roll_flusher = lambda log, offset: calls.append(offset)
+    lg.append([(None, b"x" * 100)] * 5)
+    lg.flush()
+    assert lg.recovery_point == 5
+    old = lg.active_segment
+    for _ in range(4):
+        lg.append([(None, b"x" * 100)] * 5)
+    assert len(lg.segments) == 2 and calls == [lg.active_segment.base_offset]
+    # sealed without fsync: until the scheduled flush, recovery must scan the sealed segment
+    assert old.unsynced_seal and lg.recovery_point == old.base_offset
+    lg.flush(calls[0])
+    assert not old.unsynced_seal and lg.recovery_point == lg.log_end_offset
+    lg.close()
+    # the store gives its logs a flusher that runs on its own thread
+    import logstore
+    with logstore.open(str(tmp_path / "store")) as store:
+        store.create_topic("t", 1, {"segment.bytes": 2000})
+        lg = store.partition("t", 0)
+        assert lg.roll_flusher is not None
+        for _ in range(5):
+            lg.append([(None, b"x" * 100)] * 5)
+        base = lg.active_segment.base_offset
+        assert base > 0
+        deadline = time.monotonic() + 30
+        while lg.recovery_point < base and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert lg.recovery_point >= base  # flushed with no flush asked for (flush.ms is unlimited)
+        assert not any(s.unsynced_seal for s in list(lg.segments.values())[:-1])
+    with logstore.open(str(tmp_path / "store"), background=False) as store:
+        assert store.partition("t", 0).roll_flusher is None  # no thread: rolls fsync themselves
+        assert store.partition("t", 0).log_end_offset == 25
+
+
+def test_recovery_drops_segments_after_one_that_ends_short(tmp_path):
+    """A roll that left its fsync to a later flush can lose a sealed segment's tail while the next
+    segment's name survives: recovery drops what follows the gap (it was never flushed)."""
+    lg = make_log(tmp_path, {"segment.bytes": 2000})
+    for _ in range(6):
+        lg.append([(None, b"x" * 100)] * 5)
+    segs = list(lg.segments.values())
+    assert len(segs) >= 2
+    first_end = segs[1].base_offset
+    lg.close()
+    os.truncate(segs[0].log_path, 0)  # its records never reached the disk
+    lg = make_log(tmp_path, {"segment.bytes": 2000}, clean=False, recovery_point=0)
+    assert lg.log_end_offset == 0 and list(lg.segments) == [0]
+    assert any("before the next segment's base offset" in p for p in lg.stats.problems), lg.stats.problems
+    assert first_end > 0
+    lg.close()

@@ -234,6 +234,10 @@ class Campaign:
         self.has_retention = hasattr(logstore.LogStore, "run_retention")
         self.has_cleaner = hasattr(logstore.LogStore, "run_cleaner")
         self.trace: list[str] = []
+        # even seeds seal rolled segments without fsync, as a store with a background thread does
+        # (Log.roll_flusher); the queued flushes run at random later steps
+        self.defer_rolls = seed % 2 == 0
+        self.roll_flushes: list = []
 
     # -- the expectation ---------------------------------------------------------------------
     def fresh_expect(self) -> None:
@@ -285,6 +289,7 @@ class Campaign:
     def run_generation(self, root: str, gen: int, *, hard_crash: bool) -> str:
         self.trace.append(f"generation {gen} on {root}")
         self.pending: list = []
+        self.roll_flushes = []
         self.crash_image = None
         fs = FaultFS(root, self.on_event)
         # events of this generation at which the power is cut for good
@@ -386,8 +391,29 @@ class Campaign:
                 tp = (t, p)
                 self.flushed[tp] = max(self.flushed.get(tp, 0), store.partition(t, p).log_end_offset)
 
+    def _queue_roll_flush(self, lg, offset: int) -> None:
+        self.trace.append(f"  roll of {lg.name} queued a flush to {offset}")
+        self.roll_flushes.append((lg, offset))
+
+    def _deferred_rolls(self, store) -> None:
+        for t in store.topics():
+            for p in range(store.topic(t).partitions):
+                lg = store.partition(t, p)
+                if lg.roll_flusher is None:
+                    lg.roll_flusher = self._queue_roll_flush
+        if self.roll_flushes and self.rng.random() < 0.3:
+            queued, self.roll_flushes = self.roll_flushes, []
+            for lg, off in queued:
+                if not lg.closed:
+                    self.trace.append(f"queued roll flush {lg.name} to {off}")
+                    lg.flush(off)
+                    tp = (lg.topic, lg.partition)
+                    self.flushed[tp] = max(self.flushed.get(tp, 0), off)
+
     def step(self, store, root: str):
         rng = self.rng
+        if self.defer_rolls:
+            self._deferred_rolls(store)
         r = rng.random()
         topics = store.topics()
         note = self.trace.append
@@ -401,7 +427,8 @@ class Campaign:
             leo = lg.log_end_offset
             note(f"roll {lg.name} at {leo}")
             lg.roll()
-            self.flushed[(t, lg.partition)] = max(self.flushed[(t, lg.partition)], leo)
+            if lg.roll_flusher is None:  # a roll without a flusher fsyncs what it sealed
+                self.flushed[(t, lg.partition)] = max(self.flushed[(t, lg.partition)], leo)
         elif r < 0.70:
             t = rng.choice(topics)
             lg = store.partition(t, rng.randrange(store.topic(t).partitions))
@@ -483,9 +510,11 @@ class Campaign:
         rp = lg.recovery_point
         first = lg.append(recs)
         assert first == leo, f"append to {t}-{p} returned offset {first}, the log end was {leo}"
-        # a roll inside the append sealed (fsynced) everything before the new segment
-        rp = max(rp, lg.active_segment.base_offset)
-        self.flushed[(t, p)] = max(self.flushed[(t, p)], lg.active_segment.base_offset)
+        if lg.roll_flusher is None:
+            # a roll inside the append sealed (fsynced) everything before the new segment; with a
+            # flusher, only the queued flush will (and the roll may lower the recovery point)
+            rp = max(rp, lg.active_segment.base_offset)
+            self.flushed[(t, p)] = max(self.flushed[(t, p)], lg.active_segment.base_offset)
         # flush.messages: an append that leaves that many records above the recovery point fsyncs
         # them before it returns
         if leo + n - rp >= lg.config.flush_messages:
