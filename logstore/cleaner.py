@@ -1,8 +1,11 @@
 """Log compaction: keep only the newest record of each key (Apache Kafka's LogCleaner).
 
-Owns the key → offset map, the choice of which partition to clean, the rewrite of its segments
-and the `cleaner-offset-checkpoint`. It runs on its own thread (`LogCleaner.start`), woken every
+Owns the choice of which partition to clean, the cleaning pass that rewrites its segments, the
+`cleaner-offset-checkpoint` (first dirty offset per partition; file format in checkpoint.py) and
+the cleaner thread. It runs on its own thread (`LogCleaner.start`), woken every
 `log.cleaner.backoff.ms`, or one pass on demand with `LogStore.run_cleaner()`.
+The key map lives in offset_map.py; reading, decoding, rebuilding and writing batches in
+cleaner_batches.py (both re-exported here).
 
 A cleaning of one partition, in Kafka's terms:
     clean section   [log start, first dirty)          cleaned before; `cleaner-offset-checkpoint`
@@ -16,7 +19,10 @@ A cleaning of one partition, in Kafka's terms:
    merge. A record is kept when its offset > the map's latest offset, or it is at or after its
    key's offset in the map; a tombstone (null value) only until its batch's delete horizon.
    Keyless records in the cleaned range are dropped (the topic was not compacted when they came).
-3. Swap each cleaned group in (`Log.replace_segments`), then checkpoint `end` as first dirty.
+   Each group is written to `.cleaned` files (leftovers of an abandoned cleaning removed first).
+3. Swap each cleaned group in (`Log.replace_segments`: `.cleaned → .swap → live`), then
+   checkpoint `end` as first dirty. A group whose segments changed meanwhile (retention,
+   truncation) is not swapped, and the pass does not move the checkpoint.
 
 A partition is cleaned when its dirty share of bytes `dirty / (clean + dirty)` exceeds
 `min.cleanable.dirty.ratio`, when its oldest dirty record is older than `max.compaction.lag.ms`,
@@ -29,32 +35,15 @@ after the horizon drops it. Consumers that read the topic within `delete.retenti
 first cleaning see the delete.
 
 Kept batches: untouched batches are copied byte for byte. A batch that loses records is rebuilt
-with the same baseOffset, lastOffsetDelta (so offsets and the batch's last offset never change;
-holes are normal), producer id/epoch/sequence, attributes and compression codec; maxTimestamp
-is that of the kept records. A batch that loses every record is dropped, except the last batch
-of a group, which stays as an empty batch (recordCount 0): a cleaned segment therefore always
-ends at the offset its group ended, which is what lets recovery tell, from the `.swap` file
-alone, which old segments it replaces (`Log._complete_swap`). Control batches are kept.
+with the same offsets (cleaner_batches.batch_bytes); maxTimestamp is that of the kept records.
+A batch that loses every record is dropped, except the last batch of a group, which stays as an
+empty batch (recordCount 0): a cleaned segment therefore always ends at the offset its group
+ended, which is what lets recovery tell, from the `.swap` file alone, which old segments it
+replaces (`Log._complete_swap`). Control batches are kept.
 
-Key map (`OffsetMap`): one preallocated numpy buffer of `log.cleaner.dedupe.buffer.size` bytes,
-24 bytes per slot, laid out as three arrays of `slots` entries:
-    h1  u64   first 64 bits of the key's digest
-    h2  u64   second 64 bits
-    off i64   latest offset of the key; -1 = empty slot
-The 128-bit digest (`hash_spans`) is MurmurHash3-x64-128's mixing over the key's 8-byte words,
-seeded at random per process (keys over 64 bytes: Python's keyed SipHash plus CRC-32 and length).
-Kafka keeps 16 bytes of MD5; either way two keys with the same digest would make the older one's
-newest record look superseded (probability ~ keys^2 / 2^129 for the vectorised path). Open
-addressing with double hashing over a prime number of slots, filled to at most 90% (Kafka's
-load factor). Lookups and inserts run for a whole chunk of records at a time in numpy.
-
-Decoding (`ChunkRecords`): a chunk's batches are decompressed into one buffer; the only Python
-loop per record follows the record-length chain; every other field (timestamp and offset
-deltas, key span, null value) is decoded for all records at once with numpy, and the keys are
-hashed in place without making Python objects.
-
-Memory of a cleaning = the map (fixed) + one read chunk (`IO_CHUNK`), its decoded arrays and the
-write buffer (`_WRITE_CHUNK`); it does not grow with the number of keys or the log's size.
+Memory of a cleaning = the map (fixed, `log.cleaner.dedupe.buffer.size`) + one read chunk
+(`IO_CHUNK`), its decoded arrays and the write buffer; it does not grow with the number of keys
+or the log's size.
 
 Costs: records are decoded twice (map, rewrite), a chunk of batches at a time: O(records) of a
 short Python loop plus O(records) vectorised numpy; bytes copied once; kept batches that lose no
@@ -67,490 +56,45 @@ import logging
 import os
 import threading
 import time
-import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from . import checkpoint as ckpt
 from . import records as R
+from .cleaner_batches import (IO_CHUNK, BatchWriter, ChunkRecords, batch_bytes, empty_batch, iter_chunks,
+                              rebase_timestamp)
 from .errors import CorruptRecordError, LogStoreError
 from .log import Log
+from .offset_map import ENTRY_BYTES, MAX_LOAD_FACTOR, MAX_VECTOR_KEY, OffsetMap, hash_keys, hash_spans
 from .retention import largest_timestamp
 from .segment import CLEANED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, SWAP_SUFFIX, TIMEINDEX_SUFFIX, LogSegment
 
 if TYPE_CHECKING:
     from .store import LogStore
 
+__all__ = [
+    "LogCleaner", "CleanerStats", "Cleanable", "CleanerAborted", "StepHook", "install",
+    # re-exported from offset_map.py and cleaner_batches.py (their old home was this module)
+    "OffsetMap", "hash_keys", "hash_spans", "ENTRY_BYTES", "MAX_LOAD_FACTOR", "MAX_VECTOR_KEY",
+    "ChunkRecords", "IO_CHUNK", "empty_batch",
+]
+
+_batch_bytes = batch_bytes  # its name before the split (tests/test_cleaner.py imports it)
+
 logger = logging.getLogger("logstore.cleaner")
 
-ENTRY_BYTES = 24
-MAX_LOAD_FACTOR = 0.9
-IO_CHUNK = 1 << 20  # bytes of log read (and written) at a time: the cleaner's I/O buffer
-_WRITE_CHUNK = 1 << 20
 _MAX_REL_OFFSET = 0x7FFFFFFF
-_EMPTY_BATCH_LENGTH = R.HEADER_SIZE - R.LOG_OVERHEAD
 
 StepHook = Callable[[str], None]
 
 
-# ------------------------------------------------------------------------------ the key map
+def _sealed(log: Log) -> list[LogSegment]:
+    """The partition's segments but the active one, as they are now."""
+    with log.lock:
+        return list(log.segments.values())[:-1]
 
-def _is_prime(n: int) -> bool:
-    if n < 2:
-        return False
-    if n % 2 == 0:
-        return n == 2
-    i = 3
-    while i * i <= n:
-        if n % i == 0:
-            return False
-        i += 2
-    return True
-
-
-def _prime_at_most(n: int) -> int:
-    while n > 2 and not _is_prime(n):
-        n -= 1
-    return max(n, 2)
-
-
-_U64 = np.uint64
-_C1, _C2 = _U64(0x87C37B91114253D5), _U64(0x4CF5AD432745937F)
-_F1, _F2 = _U64(0xFF51AFD7ED558CCD), _U64(0xC4CEB9FE1A85EC53)
-_N1, _N2, _FIVE = _U64(0x52DCE729), _U64(0x38495AB5), _U64(5)
-_SEED1, _SEED2 = (_U64(x) for x in np.frombuffer(os.urandom(16), dtype=np.uint64))  # per process
-_BYTE_MASKS = np.array([(1 << (8 * i)) - 1 for i in range(8)] + [(1 << 64) - 1], dtype=np.uint64)
-MAX_VECTOR_KEY = 64  # longer keys are hashed one by one in Python
-_PAD = 80  # zero bytes after a chunk's records: vectorised reads may run past the last one
-
-
-def _rotl(x: np.ndarray, r: int) -> np.ndarray:
-    return (x << _U64(r)) | (x >> _U64(64 - r))
-
-
-def _fmix(h: np.ndarray) -> np.ndarray:
-    h ^= h >> _U64(33)
-    h *= _F1
-    h ^= h >> _U64(33)
-    h *= _F2
-    h ^= h >> _U64(33)
-    return h
-
-
-def hash_spans(arr: np.ndarray, kp: np.ndarray, kl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The map's two 64-bit digests (h1, h2) of the keys arr[kp:kp+kl] (kl >= 0; `arr` must have
-    `_PAD` readable bytes after every key). Keys up to MAX_VECTOR_KEY bytes: MurmurHash3-x64-128's
-    mixing over 8-byte words, seeded per process, all keys at once in numpy; longer keys: Python's
-    keyed `hash` and CRC-32 with the length. A key always takes the same path, so its digest is
-    one function of its bytes."""
-    n = len(kp)
-    h1 = np.full(n, _SEED1, dtype=np.uint64)
-    h2 = np.full(n, _SEED2, dtype=np.uint64)
-    if n == 0:
-        return h1, h2
-    short = kl <= MAX_VECTOR_KEY
-    ks = kl[short]
-    width = int(ks.max()) if len(ks) else 0
-    words = (width + 7) // 8
-    if words:
-        # every 8-byte window of the buffer as one little-endian u64 (a strided view, no copy)
-        u64 = np.ndarray((len(arr) - 7,), dtype="<u8", buffer=arr, strides=(1,))
-        kps = kp[short]
-        a1, a2 = h1[short], h2[short]
-        uniform = bool((ks == width).all())
-        with np.errstate(over="ignore"):
-            for j in range(words):
-                left = ks - 8 * j  # bytes of the key from this word on
-                w = u64[kps + 8 * j]
-                if not uniform or (width - 8 * j) < 8:
-                    w &= _BYTE_MASKS[np.clip(left, 0, 8)]
-                k1 = _rotl(w * _C1, 31) * _C2
-                k2 = _rotl(w * _C2, 33) * _C1
-                n1 = _rotl(a1 ^ k1, 27) * _FIVE + _N1
-                n2 = _rotl(a2 ^ k2, 31) * _FIVE + _N2
-                if uniform:
-                    a1, a2 = n1, n2
-                else:
-                    live = left > 0
-                    a1 = np.where(live, n1, a1)
-                    a2 = np.where(live, n2, a2)
-        h1[short], h2[short] = a1, a2
-    with np.errstate(over="ignore"):
-        lens = kl.astype(np.uint64)
-        h1 ^= lens
-        h2 ^= lens
-        h1 += h2
-        h2 += h1
-        h1 = _fmix(h1)
-        h2 = _fmix(h2)
-        h1 += h2
-        h2 += h1
-    if not short.all():
-        raw = arr.tobytes() if not isinstance(arr, bytes) else arr
-        for i in np.flatnonzero(~short).tolist():
-            key = raw[kp[i]:kp[i] + kl[i]]
-            h1[i] = hash(key) & 0xFFFFFFFFFFFFFFFF
-            h2[i] = zlib.crc32(key) | (len(key) << 32)
-    return h1, h2
-
-
-def hash_keys(keys: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """`hash_spans` of a list of keys (the same digests the cleaner computes in place)."""
-    buf = b"".join(keys) + bytes(_PAD)
-    kl = np.fromiter(map(len, keys), dtype=np.int64, count=len(keys))
-    kp = np.zeros(len(keys), dtype=np.int64)
-    if len(keys) > 1:
-        np.cumsum(kl[:-1], out=kp[1:])
-    return hash_spans(np.frombuffer(buf, dtype=np.uint8), kp, kl)
-
-
-class OffsetMap:
-    """key digest → latest offset, in a fixed buffer of `memory` bytes (see module docstring).
-
-    Three flat arrays rather than 24-byte rows: numpy gathers 1-D arrays faster, which matters
-    more here than the extra cache lines. `put_many` O(n log n) for n records (a sort to
-    deduplicate) plus ~1/(1-load) vectorised probe rounds; `get_many` O(n) plus probe rounds.
-    Not thread-safe: one cleaning at a time uses it.
-    """
-
-    def __init__(self, memory: int, load_factor: float = MAX_LOAD_FACTOR):
-        slots = memory // ENTRY_BYTES
-        if slots < 3:
-            raise ValueError(f"dedupe buffer of {memory} bytes holds fewer than 3 entries of {ENTRY_BYTES} bytes")
-        self.slots = _prime_at_most(slots)
-        self._buf = np.empty(self.slots * 3, dtype=np.uint64)
-        s = self.slots
-        self._h1 = self._buf[:s]
-        self._h2 = self._buf[s:2 * s]
-        self._off = self._buf[2 * s:].view(np.int64)
-        self.capacity = max(1, int(self.slots * load_factor))
-        self.size = 0
-        self.latest_offset = -1
-        self._cleared = False
-        self.clear()
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes the map occupies: always <= the memory it was given."""
-        return self._buf.nbytes
-
-    def clear(self) -> None:
-        if self.size or not self._cleared:
-            self._off.fill(-1)
-            self._cleared = True
-        self.size = 0
-        self.latest_offset = -1
-
-    @property
-    def utilization(self) -> float:
-        return self.size / self.slots
-
-    def _probe_start(self, h1: np.ndarray, h2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        s = self.slots
-        return (h1 % np.uint64(s)).astype(np.int64), (h2 % np.uint64(s - 1)).astype(np.int64) + 1
-
-    def get_many(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
-        """Latest offset of each key digest, -1 where absent."""
-        n = len(h1)
-        out = np.full(n, -1, dtype=np.int64)
-        if n == 0 or self.size == 0:
-            return out
-        S = self.slots
-        H1, H2, OFF = self._h1, self._h2, self._off
-        p, st = self._probe_start(h1, h2)
-        q1, q2, idx = h1, h2, np.arange(n)
-        while True:
-            o = OFF[p]
-            empty = o < 0
-            hit = ~empty & (H1[p] == q1) & (H2[p] == q2)
-            if hit.any():
-                out[idx[hit]] = o[hit]
-            go = ~(empty | hit)
-            if not go.any():
-                return out
-            q1, q2, idx, st = q1[go], q2[go], idx[go], st[go]
-            p = p[go] + st
-            p[p >= S] -= S
-
-    def put_many(self, h1: np.ndarray, h2: np.ndarray, offsets: np.ndarray) -> int:
-        """Put (digest, offset) pairs, given in offset order, until the map is full: returns how
-        many of them (a prefix) went in. `latest_offset` becomes the last one put."""
-        n = len(h1)
-        if n == 0:
-            return 0
-        order, starts = _group(h1, h2)
-        distinct = int(np.count_nonzero(starts))
-        take = n
-        if self.size + distinct > self.capacity:
-            # may not all fit: count the keys that are new to the map, in offset order
-            first = np.zeros(n, dtype=bool)
-            first[order[starts]] = True
-            new = first & (self.get_many(h1, h2) < 0)
-            room = self.capacity - self.size
-            if int(new.sum()) > room:
-                take = int(np.searchsorted(np.cumsum(new), room, side="right"))
-                if take == 0:
-                    return 0
-                h1, h2, offsets = h1[:take], h2[:take], offsets[:take]
-                order, starts = _group(h1, h2)
-        # the last of each run of equal keys is that key's newest offset
-        ends = np.empty(len(order), dtype=bool)
-        ends[-1] = True
-        ends[:-1] = starts[1:]
-        last = order[ends]
-        self._insert(h1[last], h2[last], offsets[last])
-        self.latest_offset = int(offsets[take - 1])
-        return take
-
-    def _insert(self, q1: np.ndarray, q2: np.ndarray, qo: np.ndarray) -> None:
-        """Upsert distinct digests."""
-        S = self.slots
-        H1, H2, OFF = self._h1, self._h2, self._off
-        p, st = self._probe_start(q1, q2)
-        while len(q1):
-            o = OFF[p]
-            empty = o < 0
-            hit = ~empty & (H1[p] == q1) & (H2[p] == q2)
-            if hit.any():
-                OFF[p[hit]] = qo[hit]
-            placed = np.zeros(len(q1), dtype=bool)
-            ei = np.flatnonzero(empty)
-            if len(ei):
-                # several keys may reach the same empty slot this round: the first one wins,
-                # the others see it occupied next round and probe on
-                _, firsts = np.unique(p[ei], return_index=True)
-                win = ei[firsts]
-                slots = p[win]
-                H1[slots] = q1[win]
-                H2[slots] = q2[win]
-                OFF[slots] = qo[win]
-                placed[win] = True
-                self.size += len(win)
-            left = ~(hit | placed)
-            if not left.any():
-                return
-            advance = (~empty)[left]
-            q1, q2, qo, st, p = q1[left], q2[left], qo[left], st[left], p[left]
-            p[advance] += st[advance]
-            p[p >= S] -= S
-
-
-def _group(h1: np.ndarray, h2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(order, starts): a stable sort of the digests and where each run of equal ones starts."""
-    order = np.argsort(h1, kind="stable")
-    s1, s2 = h1[order], h2[order]
-    starts = np.empty(len(order), dtype=bool)
-    starts[0] = True
-    np.not_equal(s1[1:], s1[:-1], out=starts[1:])
-    same1 = ~starts[1:]
-    if (same1 & (s2[1:] != s2[:-1])).any():
-        # equal h1 with different h2 (practically never): sort on both so equal keys are adjacent
-        order = np.lexsort((h2, h1))
-        s1, s2 = h1[order], h2[order]
-        np.not_equal(s1[1:], s1[:-1], out=starts[1:])
-        starts[1:] |= s2[1:] != s2[:-1]
-    return order, starts
-
-
-def _vvarint(arr: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Decode the zigzag varint at each position of `pos` at once: (values, positions after)."""
-    raw = arr[pos].astype(np.uint64)
-    val = raw & _U64(0x7F)
-    size = np.ones(len(pos), dtype=np.int64)
-    more = np.flatnonzero(raw & _U64(0x80))
-    shift = 7
-    while len(more):
-        if shift > 63:
-            raise ValueError("varint longer than 10 bytes")
-        b = arr[pos[more] + size[more]].astype(np.uint64)
-        val[more] |= (b & _U64(0x7F)) << _U64(shift)
-        size[more] += 1
-        more = more[(b & _U64(0x80)) != 0]
-        shift += 7
-    return (val >> _U64(1)).astype(np.int64) ^ -(val & _U64(1)).astype(np.int64), pos + size
-
-
-class ChunkRecords:
-    """The records of the batches of one chunk, decoded to arrays (one entry per record).
-
-    `buf` holds every batch's encoded records back to back (decompressed where the batch was),
-    then `_PAD` zero bytes; `arr` is the same as uint8. Per batch of `batches`: `first[i]`,
-    `count[i]` (0 for control and empty batches). Per record: `start`/`end` in buf, `offset`,
-    `ts_delta`, `keyed`, `tomb` (null value), and the key digests `h1`/`h2` (keyed records only,
-    in record order, `key_index` maps record → digest row, -1 when keyless)."""
-
-    __slots__ = ("buf", "arr", "first", "count", "start", "end", "offset", "ts_delta", "keyed", "tomb",
-                 "h1", "h2", "key_index", "n")
-
-    def __init__(self, chunk: bytes, batches: list[tuple[int, R.BatchHeader]], path: str, base: int):
-        parts: list = []
-        areas: list[tuple[int, int, int, R.BatchHeader, int]] = []
-        first: list[int] = []
-        count: list[int] = []
-        total = 0
-        n = 0
-        mv = memoryview(chunk)
-        for p, h in batches:
-            first.append(n)
-            if h.is_control or not h.record_count:
-                count.append(0)
-                continue
-            codec = h.attributes & 0x07
-            body: Any = mv[p + R.HEADER_SIZE:p + h.size]
-            if codec:
-                try:
-                    body = R.decompress(codec, bytes(body))
-                except Exception as e:  # the codec libraries raise their own types
-                    raise CorruptRecordError(f"cannot decompress batch at position {base + p} of {path}: {e}",
-                                             path=path, position=base + p) from None
-            parts.append(body)
-            areas.append((total, total + len(body), h.record_count, h, base + p))
-            total += len(body)
-            count.append(h.record_count)
-            n += h.record_count
-        parts.append(bytes(_PAD))
-        buf = b"".join(parts)
-        self.buf = buf
-        self.n = n
-        self.first = first
-        self.count = count
-        starts: list[int] = []
-        ends: list[int] = []
-        sa = starts.append
-        dv = R.decode_varint
-        for a, e, cnt, h, where in areas:
-            # the only walk that must be sequential: each record's length says where the next starts
-            pos = a
-            try:
-                for _ in range(cnt):
-                    sa(pos)
-                    b = buf[pos]
-                    if b < 0x80:
-                        pos += 1 + ((b >> 1) ^ -(b & 1))
-                    else:
-                        c = buf[pos + 1]
-                        if c < 0x80:
-                            v = b & 0x7F | c << 7
-                            pos += 2 + ((v >> 1) ^ -(v & 1))
-                        else:
-                            length, q = dv(buf, pos)
-                            pos = q + length
-            except (IndexError, ValueError) as err:
-                raise CorruptRecordError(f"malformed records in batch at position {where} of {path}: {err}",
-                                         path=path, position=where) from None
-            if pos != e:
-                raise CorruptRecordError(f"malformed records in batch at position {where} of {path}: the "
-                                         f"records end {e - pos} bytes before the batch", path=path, position=where)
-            ends.extend(starts[len(ends) + 1:])
-            ends.append(e)
-        arr = np.frombuffer(buf, dtype=np.uint8)
-        self.arr = arr
-        start = np.array(starts, dtype=np.int64)
-        end = np.array(ends, dtype=np.int64)
-        self.start, self.end = start, end
-        if n and not (end > start).all():  # each batch's records ended at its end, in strictly increasing steps
-            i = int(np.flatnonzero(end <= start)[0])
-            raise CorruptRecordError(f"malformed records in a batch of {path} near position {base}: record at "
-                                     f"{int(start[i])} has a negative length", path=path, position=base)
-        bases = np.array([h.base_offset for _a, _e, _c, h, _w in areas], dtype=np.int64)
-        counts = np.array([c for _a, _e, c, _h, _w in areas], dtype=np.int64)
-        try:
-            _, p = _vvarint(arr, start)  # length
-            p = p + 1  # attributes
-            self.ts_delta, p = _vvarint(arr, p)
-            od, p = _vvarint(arr, p)
-            kl, p = _vvarint(arr, p)
-            kp = p
-            p = p + np.maximum(kl, 0)
-            bad = (kl < -1) | (p >= end)
-            if n and bad.any():
-                i = int(np.flatnonzero(bad)[0])
-                raise ValueError(f"record at position {int(start[i])} has a key running past its end")
-            self.tomb = arr[np.minimum(p, len(buf) - 1)] == 1  # value length varint -1
-        except (IndexError, ValueError) as err:
-            raise CorruptRecordError(f"malformed records in a batch of {path} near position {base}: {err}",
-                                     path=path, position=base) from None
-        self.offset = np.repeat(bases, counts) + od
-        keyed = kl >= 0
-        self.keyed = keyed
-        if keyed.all():
-            self.key_index = np.arange(n)
-            self.h1, self.h2 = hash_spans(arr, kp, kl)
-        else:
-            self.key_index = np.cumsum(keyed) - 1
-            self.key_index[~keyed] = -1
-            self.h1, self.h2 = hash_spans(arr, kp[keyed], kl[keyed])
-
-    def record_bytes(self, i: int) -> bytes:
-        return self.buf[int(self.start[i]):int(self.end[i])]
-
-
-def _rebase_timestamp(rec: bytes, old_base: int, new_base: int) -> bytes:
-    """One encoded record with its timestamp delta moved from `old_base` to `new_base`."""
-    _length, p = R.decode_varint(rec, 0)
-    attrs = rec[p]
-    delta, q = R.decode_varint(rec, p + 1)
-    body = bytearray([attrs])
-    R.encode_varint(old_base + delta - new_base, body)
-    body += rec[q:]
-    out = bytearray()
-    R.encode_varint(len(body), out)
-    out += body
-    return bytes(out)
-
-
-def _batch_bytes(h: R.BatchHeader, attributes: int, base_ts: int, max_ts: int, count: int,
-                 payload: bytes) -> bytes:
-    out = bytearray(R.HEADER_SIZE + len(payload))
-    R.HEADER.pack_into(out, 0, h.base_offset, _EMPTY_BATCH_LENGTH + len(payload), h.leader_epoch, R.MAGIC, 0,
-                       attributes, h.last_offset_delta, base_ts, max_ts, h.producer_id, h.producer_epoch,
-                       h.base_sequence, count)
-    out[R.HEADER_SIZE:] = payload
-    R._U32.pack_into(out, 17, R.crc32c(memoryview(out)[R.CRC_START:]))
-    return bytes(out)
-
-
-def empty_batch(h: R.BatchHeader) -> bytes:
-    """A batch with no records that keeps `h`'s offsets: what remains of a fully cleaned batch
-    that must still mark where its segment ends."""
-    attrs = h.attributes & ~(0x07 | R.DELETE_HORIZON_BIT)
-    return _batch_bytes(h, attrs, h.base_timestamp, h.max_timestamp, 0, b"")
-
-
-def _iter_chunks(seg: LogSegment, position: int = 0, *,
-                 validate: bool = True) -> Iterator[tuple[bytes, list[tuple[int, R.BatchHeader]], int]]:
-    """(chunk, [(position in chunk, header)], chunk's file position) over whole batches from `position`, IO_CHUNK at a
-    time (one batch at a time when a batch is larger). CRCs are checked; a bad batch raises
-    CorruptRecordError naming the file and position."""
-    end = seg.size
-    pos = position
-    next_offset = seg.base_offset
-    while pos < end:
-        chunk = seg.pread(min(IO_CHUNK, end - pos), pos)
-        batches = list(R.iter_headers(chunk))
-        if not batches:
-            h = R.read_header(chunk) if len(chunk) >= R.HEADER_SIZE else None
-            if h is None or h.batch_length < _EMPTY_BATCH_LENGTH or pos + h.size > end:
-                raise CorruptRecordError(f"truncated or unreadable batch at position {pos} of {seg.log_path}",
-                                         path=seg.log_path, position=pos)
-            chunk = seg.pread(h.size, pos)
-            batches = [(0, h)]
-        if validate:
-            for p, h in batches:
-                R.validate_batch(chunk, p, h, path=seg.log_path, base=pos)
-                if h.base_offset < next_offset:
-                    raise CorruptRecordError(
-                        f"batch at position {pos + p} of {seg.log_path} has offset {h.base_offset}, expected at "
-                        f"least {next_offset}", path=seg.log_path, position=pos + p)
-                next_offset = h.last_offset + 1
-        yield chunk, batches, pos
-        p, h = batches[-1]
-        pos += p + h.size
-
-
-# ------------------------------------------------------------------------------ cleaning
 
 @dataclass
 class CleanerStats:
@@ -593,45 +137,6 @@ class Cleanable:
         return self.dirty_bytes / total if total else 0.0
 
 
-class _Writer:
-    """Appends whole batches to the cleaned segment, a write chunk at a time, and remembers the
-    largest timestamp so the time index ends with it."""
-
-    def __init__(self, seg: LogSegment, on_write: Callable[[], None] | None = None):
-        self.seg = seg
-        self.on_write = on_write
-        self.buf = bytearray()
-        self.info: list[tuple[int, int, int]] = []
-        self.last_offset = -1
-        self.max_ts = -1
-        self.max_ts_offset = seg.base_offset
-        self.written = 0
-
-    def add(self, data: bytes | memoryview, h: R.BatchHeader, max_ts: int) -> None:
-        self.info.append((len(self.buf), h.last_offset, max_ts))
-        self.buf += data
-        self.last_offset = h.last_offset
-        if max_ts > self.max_ts:
-            self.max_ts, self.max_ts_offset = max_ts, h.last_offset
-        if len(self.buf) >= _WRITE_CHUNK:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.buf:
-            self.seg.append(self.buf, self.info)
-            self.written += len(self.buf)
-            self.buf = bytearray()
-            self.info = []
-            if self.on_write is not None:
-                self.on_write()
-
-    def finish(self) -> None:
-        self.flush()
-        if self.max_ts >= 0:
-            self.seg.time_index.append(self.max_ts, self.max_ts_offset)
-        self.seg.seal()
-
-
 class CleanerAborted(LogStoreError):
     """A cleaning stopped because the store is closing or the partition changed under it."""
 
@@ -644,7 +149,7 @@ class LogCleaner:
     the process there)."""
 
     def __init__(self, store: "LogStore", *, dedupe_buffer_size: int | None = None,
-                 step_hook: StepHook | None = None):
+                 step_hook: StepHook | None = None) -> None:
         self.store = store
         self.dedupe_buffer_size = dedupe_buffer_size or store.config.dedupe_buffer_size
         self.step_hook = step_hook
@@ -758,7 +263,7 @@ class LogCleaner:
             for s in sealed:
                 if s.base_offset >= first_dirty:
                     break
-                for _chunk, batches, _at in _iter_chunks(s, validate=False):
+                for _chunk, batches, _at in iter_chunks(s, validate=False):
                     for _p, h in batches:
                         if h.attributes & R.DELETE_HORIZON_BIT and not h.is_control and h.record_count:
                             best = h.base_timestamp if best is None else min(best, h.base_timestamp)
@@ -830,18 +335,16 @@ class LogCleaner:
         """One cleaning: map [first dirty, ...) until the map fills, then rewrite and swap."""
         t0 = time.perf_counter()
         st = CleanerStats(log.topic, log.partition, first_dirty=c.first_dirty)
-        with log.lock:
-            self._pass_segments = list(log.segments.values())[:-1]
+        self._pass_segments = _sealed(log)
         m = self.offset_map()
         m.clear()
         end = self._build_map(log, c.first_dirty, c.first_uncleanable, m, st)
         st.map_seconds = time.perf_counter() - t0
         st.map_records = m.size
         st.end_offset = end
-        with log.lock:
-            # every sealed segment below `end`: with nothing mapped (end == first dirty), the clean
-            # section alone, which drops the tombstones whose horizon has passed
-            segs = [s for s in list(log.segments.values())[:-1] if s.base_offset < end]
+        # every sealed segment below `end`: with nothing mapped (end == first dirty), the clean
+        # section alone, which drops the tombstones whose horizon has passed
+        segs = [s for s in _sealed(log) if s.base_offset < end]
         st.segments_before = len(segs)
         horizon_min: int | None = None
         for group in self._groups(log, segs):
@@ -870,6 +373,7 @@ class LogCleaner:
         st.seconds = time.perf_counter() - t0
         return st
 
+    # -- cleaner-offset-checkpoint ---------------------------------------------------------------
     def on_topic_change(self, topic: str, change: str) -> None:
         """A deleted topic's cleaner state goes, so a new topic of the same name starts dirty.
         Never waits for a cleaning in progress: then the next pass forgets it."""
@@ -894,6 +398,7 @@ class LogCleaner:
         return changed
 
     def write_checkpoint(self) -> None:
+        """Write the first dirty offset of every partition that still exists (checkpoint.py)."""
         live = {(lg.topic, lg.partition) for lg in self.store.logs()}
         self.checkpoints = {k: v for k, v in self.checkpoints.items() if k in live}
         ckpt.write_checkpoint(self.checkpoint_path, self.checkpoints)
@@ -901,15 +406,13 @@ class LogCleaner:
     # -- step 1: the key map ---------------------------------------------------------------------
     def _build_map(self, log: Log, first_dirty: int, uncleanable: int, m: OffsetMap, st: CleanerStats) -> int:
         """Fill `m` from `first_dirty` on; returns the end of the mapped range (exclusive)."""
-        with log.lock:
-            segs = [s for s in list(log.segments.values())[:-1]
-                    if s.next_offset > first_dirty and s.base_offset < uncleanable]
+        segs = [s for s in _sealed(log) if s.next_offset > first_dirty and s.base_offset < uncleanable]
         end = first_dirty
         for seg in segs:
             self._check_stop()
             found = seg.find_position(first_dirty) if seg.base_offset < first_dirty else None
             start_pos = found[0] if found is not None else 0
-            for chunk, batches, at in _iter_chunks(seg, start_pos):
+            for chunk, batches, at in iter_chunks(seg, start_pos):
                 st.map_bytes_read += len(chunk)
                 recs = ChunkRecords(chunk, batches, seg.log_path, at)
                 last_h = batches[-1][1]
@@ -968,11 +471,11 @@ class LogCleaner:
         latest = end - 1  # records after the mapped range are kept as they are
         horizon = now_ms + cfg.delete_retention_ms
         pending: int | None = None
-        w = _Writer(out, lambda: self._step(f"write:{base}"))
+        w = BatchWriter(out, lambda: self._step(f"write:{base}"))
         last_h: R.BatchHeader | None = None
         try:
             for seg in group:
-                for chunk, batches, at in _iter_chunks(seg):
+                for chunk, batches, at in iter_chunks(seg):
                     self._check_stop()
                     st.bytes_read += len(chunk)
                     last_h = batches[-1][1]
@@ -989,7 +492,7 @@ class LogCleaner:
         return out, pending
 
     def _filter_chunk(self, chunk: bytes, batches: list[tuple[int, R.BatchHeader]], at: int, seg: LogSegment,
-                      m: OffsetMap, latest: int, now_ms: int, horizon: int, w: _Writer,
+                      m: OffsetMap, latest: int, now_ms: int, horizon: int, w: BatchWriter,
                       st: CleanerStats) -> int | None:
         """Write the kept part of each batch of one chunk; returns the earliest delete horizon of
         the tombstones kept, if any."""
@@ -1035,7 +538,7 @@ class LogCleaner:
                 continue
             idx = (np.flatnonzero(k) + i0).tolist()
             if set_horizon:
-                parts = [_rebase_timestamp(recs.record_bytes(i), h.base_timestamp, horizon) for i in idx]
+                parts = [rebase_timestamp(recs.record_bytes(i), h.base_timestamp, horizon) for i in idx]
                 base_ts = horizon
                 attrs = h.attributes | R.DELETE_HORIZON_BIT
             else:
@@ -1051,7 +554,7 @@ class LogCleaner:
             codec = h.attributes & 0x07
             if codec:
                 payload = R.compress(codec, payload)
-            w.add(_batch_bytes(h, attrs, base_ts, max_ts, nk, payload), h, max_ts)
+            w.add(batch_bytes(h, attrs, base_ts, max_ts, nk, payload), h, max_ts)
             st.batches_rewritten += 1
         return pending
 

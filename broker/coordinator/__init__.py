@@ -1,7 +1,14 @@
 """Consumer groups: the classic group protocol state machine and committed offsets.
 
-Modules: group (one group's state and its pure helpers), coordinator (`GroupCoordinator`: the
-protocol on an asyncio loop, timers, persistence), errors (the Kafka error codes it answers).
+Modules:
+    group        one group's state and its pure helpers (no timers, no I/O)
+    coordinator  `GroupCoordinator`: lifecycle, loading, admin views; assembled from
+      base         the state its parts share
+      rebalance    the state machine's moves and timers, group metadata persistence
+      membership   JoinGroup, SyncGroup, Heartbeat, LeaveGroup
+      offsets      OffsetCommit, OffsetFetch, OffsetDelete, offsets expiry
+    config       `CoordinatorConfig` (the broker settings it reads)
+    errors       the Kafka error codes it answers
 The `__consumer_offsets` record schemas (OffsetCommitKey/Value, GroupMetadataKey/Value) and the
 offsets store live in `logstore/groups.py`, since the embedded consumer writes the same records
 without a broker; they are re-exported here.
@@ -15,7 +22,8 @@ from logstore.groups import (OFFSETS_TOPIC, GroupMetadataKey, GroupMetadataValue
                              partition_for_group)
 
 from . import errors
-from .coordinator import CoordinatorConfig, GroupCoordinator
+from .config import CoordinatorConfig
+from .coordinator import GroupCoordinator
 from .group import (Group, GroupDescription, GroupState, JoinResult, Member, MemberDescription, SyncResult,
                     parse_subscription_topics)
 

@@ -1,6 +1,7 @@
 """One classic consumer group's state: members, generation, chosen protocol, leader.
 
-States (Kafka's classic protocol) and the moves between them, all made by coordinator.py:
+States (Kafka's classic protocol) and the moves between them, made by the coordinator's parts
+(rebalance.py, membership.py; DeleteGroups in coordinator.py, offsets expiry in offsets.py):
 
     Empty ──join──► PreparingRebalance ──all rejoined / rebalance timeout──► CompletingRebalance
       ▲                    ▲   │ (nobody left)                                     │ leader's SyncGroup
@@ -163,6 +164,16 @@ class Group:
         leader = self.members.get(self.leader or "") or members[0]
         order = [n for n in leader.protocol_names() if n in common]
         return max(order, key=lambda n: (votes.get(n, 0), -order.index(n)))
+
+    def join_members(self) -> list[tuple[str, str | None, bytes]]:
+        """(member id, group.instance.id, metadata for the chosen protocol) of every member: what
+        the leader's JoinGroup answer carries for its assignor."""
+        return [(m.member_id, m.group_instance_id, m.metadata(self.protocol)) for m in self.members.values()]
+
+    def fences(self, group_instance_id: str | None, member_id: str) -> bool:
+        """Whether a request naming this group.instance.id comes from a member id other than the
+        one holding it (FENCED_INSTANCE_ID). No instance id, or one nobody holds: never fenced."""
+        return bool(group_instance_id) and self.static.get(group_instance_id, member_id) != member_id
 
     def all_joined(self) -> bool:
         return not self.pending and all(m.awaiting_join for m in self.members.values())

@@ -1,0 +1,196 @@
+"""Committed offsets: OffsetCommit, OffsetFetch, OffsetDelete, and their expiry.
+
+`OffsetsMixin` (a part of `GroupCoordinator`) checks each request against the group's state and
+leaves the records to `GroupOffsetStore` (logstore/groups.py: the `__consumer_offsets` schemas,
+the in-memory view, and compaction-friendly tombstones).
+
+Rules (Kafka's): a commit from a member needs its current generation (not while the group is
+CompletingRebalance); generation -1 with no member id is a commit from outside the group
+protocol (admin, a consumer using assign()), allowed while the group is Empty. A commit for a
+partition that does not exist, or with metadata over `offset.metadata.max.bytes`, fails alone.
+
+Durability: OffsetCommit is acknowledged once its batch is appended (written to the file: it
+survives a kill -9), as Kafka acks after the append; power-loss durability comes from the
+offsets topic's flush policy (`flush.ms` in the background), or per commit, fsynced in a worker
+thread before the answer, with `flush.messages=1` on `__consumer_offsets` (or
+`fsync_commits=True` in CoordinatorConfig).
+
+Expiry: every `offsets.retention.check.interval.ms`, offsets of groups Empty for longer than
+`offsets.retention.minutes` are tombstoned; an Empty group with no offsets left becomes Dead
+and its metadata is tombstoned. A deleted topic takes its committed offsets with it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Mapping
+
+from logstore.groups import OFFSETS_TOPIC, OffsetAndMetadata
+
+from . import errors as E
+from .group import Group, GroupState
+from .rebalance import RebalanceMixin
+
+log = logging.getLogger("broker.coordinator")
+
+TopicPartition = tuple[str, int]
+S = GroupState
+
+
+class OffsetsMixin(RebalanceMixin):
+    """OffsetCommit, OffsetFetch, OffsetDelete and offsets expiry (see module docstring)."""
+
+    def _partition_error(self, topic: str, partition: int) -> int:
+        try:
+            info = self.store.topic(topic)
+        except Exception:
+            return E.UNKNOWN_TOPIC_OR_PARTITION
+        return E.NONE if 0 <= partition < info.partitions else E.UNKNOWN_TOPIC_OR_PARTITION
+
+    async def commit(self, group_id: str, generation: int, member_id: str,
+                     offsets: Mapping[TopicPartition, OffsetAndMetadata], *,
+                     group_instance_id: str | None = None) -> dict[TopicPartition, int]:
+        """OffsetCommit. Generation -1 with no member id is a commit from outside the group
+        protocol (admin, a consumer using assign()): allowed while the group is Empty."""
+        err = self._check_active()
+        if not err and not group_id:
+            err = E.INVALID_GROUP_ID
+        if err:
+            return {tp: err for tp in offsets}
+        g = self.groups.get(group_id)
+        if g is None:
+            if generation >= 0:
+                return {tp: E.ILLEGAL_GENERATION for tp in offsets}
+            g = Group(group_id, state_timestamp_ms=self.clock())
+            self.groups[group_id] = g
+        err = self._commit_error(g, generation, member_id, group_instance_id)
+        if err:
+            return {tp: err for tp in offsets}
+        result: dict[TopicPartition, int] = {}
+        good: dict[TopicPartition, OffsetAndMetadata] = {}
+        now = self.clock()
+        for tp, om in offsets.items():
+            e = self._partition_error(*tp)
+            if not e and len((om.metadata or "").encode()) > self.config.offset_metadata_max_bytes:
+                e = E.OFFSET_METADATA_TOO_LARGE
+            result[tp] = e
+            if not e:
+                good[tp] = om if om.commit_timestamp >= 0 else OffsetAndMetadata(
+                    om.offset, om.metadata or "", now, om.leader_epoch, om.expire_timestamp)
+        if good:
+            assert self.offsets is not None
+            try:
+                if self.config.fsync_commits or self.offsets.sync_commits():  # fsync off the loop
+                    await self._loop.run_in_executor(None, lambda: self.offsets.commit(group_id, good, fsync=True))
+                else:
+                    self.offsets.commit(group_id, good)
+            except Exception as e:
+                log.error("group %s: cannot write offsets to %s: %s", group_id, OFFSETS_TOPIC, e)
+                code = getattr(e, "error_code", E.UNKNOWN_SERVER_ERROR)
+                for tp in good:
+                    result[tp] = code if code in (E.NOT_COORDINATOR,) else E.COORDINATOR_NOT_AVAILABLE
+        return result
+
+    def _commit_error(self, g: Group, generation: int, member_id: str, instance: str | None) -> int:
+        if g.is_(S.DEAD):
+            return E.COORDINATOR_NOT_AVAILABLE
+        if g.fences(instance, member_id):
+            return E.FENCED_INSTANCE_ID
+        if generation < 0 and g.is_(S.EMPTY):
+            return E.NONE
+        if g.is_(S.COMPLETING_REBALANCE):
+            return E.REBALANCE_IN_PROGRESS
+        m = g.members.get(member_id)
+        if m is None:
+            return E.UNKNOWN_MEMBER_ID
+        if generation != g.generation:
+            return E.ILLEGAL_GENERATION
+        self._heartbeat_ok(g, m)
+        return E.NONE
+
+    async def fetch(self, group_id: str, partitions: Iterable[TopicPartition] | None = None, *,
+                    require_stable: bool = False) -> tuple[int, dict[TopicPartition, OffsetAndMetadata | None]]:
+        """OffsetFetch: (error, offsets). `partitions` None = every partition with an offset;
+        asked-for partitions without one map to None (the wire answer is offset -1)."""
+        err = self._check_active()
+        if err:
+            return err, {}
+        assert self.offsets is not None
+        if partitions is None:
+            return E.NONE, dict(self.offsets.fetch(group_id))
+        parts = list(partitions)
+        have = self.offsets.fetch(group_id, parts)
+        return E.NONE, {tp: have.get(tp) for tp in parts}
+
+    async def delete_offsets(self, group_id: str, partitions: Iterable[TopicPartition]) -> tuple[int, dict[TopicPartition, int]]:
+        """OffsetDelete: allowed for an Empty group, or for topics a consumer group does not
+        subscribe to (GROUP_SUBSCRIBED_TO_TOPIC otherwise)."""
+        err = self._check_active()
+        parts = list(partitions)
+        if err:
+            return err, {}
+        g = self.groups.get(group_id)
+        if g is None or g.is_(S.DEAD):
+            return E.GROUP_ID_NOT_FOUND, {}
+        subscribed: set[str] = set()
+        if not g.is_(S.EMPTY):
+            topics = g.subscribed_topics()
+            if topics is None:
+                return E.NON_EMPTY_GROUP, {}
+            subscribed = topics
+        result: dict[TopicPartition, int] = {}
+        victims = []
+        for tp in parts:
+            if tp[0] in subscribed:
+                result[tp] = E.GROUP_SUBSCRIBED_TO_TOPIC
+            else:
+                result[tp] = self._partition_error(*tp)
+                if not result[tp]:
+                    victims.append(tp)
+        assert self.offsets is not None
+        if victims:
+            self.offsets.delete_offsets(group_id, victims)
+        return E.NONE, result
+
+    # -- expiry ----------------------------------------------------------------------------------------------
+    def _schedule_expiry(self) -> None:
+        self._expiry_task = self._loop.call_later(self.config.offsets_retention_check_interval_ms / 1000,
+                                                  self._expiry_tick)
+
+    def _expiry_tick(self) -> None:
+        if self.state != "active":
+            return
+        try:
+            self.expire_offsets()
+        except Exception:
+            log.exception("offsets expiry failed")
+        self._schedule_expiry()
+
+    def expire_offsets(self, now_ms: int | None = None) -> dict[str, list[TopicPartition]]:
+        """Tombstone the offsets of groups Empty for longer than offsets.retention.minutes
+        (measured from when the group became Empty, or the commit when that is unknown); an Empty
+        group with no offsets left becomes Dead and its metadata is tombstoned."""
+        if self.offsets is None:
+            return {}
+        now = self.clock() if now_ms is None else now_ms
+
+        def eligible(gid: str) -> int | None:
+            g = self.groups.get(gid)
+            if g is None:
+                return -1
+            return g.state_timestamp_ms if g.is_(S.EMPTY) else None
+
+        removed = self.offsets.expire(now, self.config.offsets_retention_minutes * 60_000, eligible=eligible)
+        for g in list(self.groups.values()):  # Empty and nothing left: Dead, as in Kafka's cleanup
+            self._drop_if_unused(g)
+        if removed:
+            log.info("expired offsets of %d groups", len(removed))
+        return removed
+
+    def _on_topic_change(self, topic: str, change: str) -> None:
+        """A deleted topic takes its committed offsets with it (may run on any thread)."""
+        if change != "delete" or topic == OFFSETS_TOPIC or self.offsets is None:
+            return
+        n = self.offsets.remove_topic(topic)
+        if n:
+            log.info("removed %d committed offsets of deleted topic %s", n, topic)
