@@ -32,8 +32,7 @@ Each record (varint = zigzag LEB128 as in protobuf):
 Because the CRC starts at `attributes`, the log can rewrite `baseOffset` and
 `partitionLeaderEpoch` without recomputing it. Hot paths use only the 61-byte header
 (`read_header`, `iter_headers`, `validate_batch`); `decode_batch` parses records for the embedded
-API and tools. Snappy follows Kafka's Java client: xerial framing when writing, either framing or
-raw when reading; lz4 is the standard frame format; gzip and zstd are plain streams.
+API and tools. The compression codecs live in compression.py (re-exported here).
 
 `build_batch` encodes the records section with aiokafka's compiled builder when it imports
 (optional) and the first record's timestamp is the minimum (aiokafka takes the first as base
@@ -49,10 +48,11 @@ import struct
 import time
 from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
-import cramjam
 import crc32c as _crc32c
 import msgspec
 
+from .compression import (COMPRESSION_CODES, COMPRESSION_GZIP, COMPRESSION_LZ4, COMPRESSION_NAMES,  # noqa: F401
+                          COMPRESSION_NONE, COMPRESSION_SNAPPY, COMPRESSION_ZSTD, compress, decompress)
 from .errors import CorruptRecordError, UnsupportedForMessageFormatError
 
 HEADER = struct.Struct(">qiibIhiqqqhii")
@@ -64,9 +64,6 @@ CRC_START = 21
 MAGIC_OFFSET = 16
 MAGIC = 2
 
-COMPRESSION_NONE, COMPRESSION_GZIP, COMPRESSION_SNAPPY, COMPRESSION_LZ4, COMPRESSION_ZSTD = range(5)
-COMPRESSION_CODES = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
-COMPRESSION_NAMES = {v: k for k, v in COMPRESSION_CODES.items()}
 TIMESTAMP_TYPE_BIT = 0x08
 TRANSACTIONAL_BIT = 0x10
 CONTROL_BIT = 0x20
@@ -267,63 +264,6 @@ def decode_varint(buf: Any, pos: int) -> tuple[int, int]:
         shift += 7
         if shift > 63:
             raise ValueError(f"varint longer than 10 bytes at {pos}")
-
-
-# ---------------------------------------------------------------------------- compression
-
-_XERIAL_MAGIC = b"\x82SNAPPY\x00"
-_XERIAL_HEADER = struct.Struct(">8sii")
-_XERIAL_BLOCK = 32 * 1024
-
-
-def _snappy_compress(data: bytes) -> bytes:
-    out = bytearray(_XERIAL_HEADER.pack(_XERIAL_MAGIC, 1, 1))
-    for i in range(0, len(data), _XERIAL_BLOCK):
-        block = bytes(cramjam.snappy.compress_raw(data[i:i + _XERIAL_BLOCK]))
-        out += _U32.pack(len(block))
-        out += block
-    return bytes(out)
-
-
-def _snappy_decompress(data: bytes) -> bytes:
-    if data[:8] != _XERIAL_MAGIC:
-        return bytes(cramjam.snappy.decompress_raw(data))
-    pos = _XERIAL_HEADER.size
-    parts = []
-    while pos < len(data):
-        (n,) = _U32.unpack_from(data, pos)
-        pos += 4
-        parts.append(bytes(cramjam.snappy.decompress_raw(data[pos:pos + n])))
-        pos += n
-    return b"".join(parts)
-
-
-def compress(codec: int, data: bytes) -> bytes:
-    if codec == COMPRESSION_NONE:
-        return data
-    if codec == COMPRESSION_GZIP:
-        return bytes(cramjam.gzip.compress(data))
-    if codec == COMPRESSION_SNAPPY:
-        return _snappy_compress(data)
-    if codec == COMPRESSION_LZ4:
-        return bytes(cramjam.lz4.compress(data))
-    if codec == COMPRESSION_ZSTD:
-        return bytes(cramjam.zstd.compress(data))
-    raise ValueError(f"unknown compression codec {codec}")
-
-
-def decompress(codec: int, data: bytes) -> bytes:
-    if codec == COMPRESSION_NONE:
-        return data
-    if codec == COMPRESSION_GZIP:
-        return bytes(cramjam.gzip.decompress(data))
-    if codec == COMPRESSION_SNAPPY:
-        return _snappy_decompress(data)
-    if codec == COMPRESSION_LZ4:
-        return bytes(cramjam.lz4.decompress(data))
-    if codec == COMPRESSION_ZSTD:
-        return bytes(cramjam.zstd.decompress(data))
-    raise CorruptRecordError(f"unknown compression codec {codec} in batch attributes")
 
 
 # ---------------------------------------------------------------------------- encode
