@@ -4,7 +4,8 @@
 
 The broker is started as documented (`.venv/bin/logstore serve --override
 listeners=PLAINTEXT://127.0.0.1:PORT --override log.dirs=DIR`); every workload runs in a fresh
-client process (`python -m bench.broker_e2e --client JSON`, one JSON line out), so the clients
+client process (`python -m bench.broker_e2e --client JSON`, one JSON line out; the workloads are in
+bench/broker_clients.py), so the clients
 never share an interpreter with the broker or the harness. Records are 100-byte values, no key.
 
   produce_acks1 / produce_acksall   confluent-kafka, linger.ms=5, batch.size=1048576, 1 partition
@@ -32,7 +33,7 @@ arguments). The confluent clients are the limit of both throughput figures on a 
 the broker spends ~0.2 CPU s per 1,000,000 records produced and ~0.05 CPU s per 1,000,000
 consumed, while the client's Python thread is busy for the whole run.
 
-Targets (issue 8): produce >= 1,000,000 records/s (acks=1), consume >= 1,500,000 records/s,
+Targets (issues 5 and 8): produce >= 1,000,000 records/s (acks=1), consume >= 1,500,000 records/s,
 p99 <= 5 ms at 10,000 records/s, broker RSS <= 150 MB with 1,000 partitions.
 """
 
@@ -43,16 +44,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .broker_clients import CLIENT_OPS
 from .common import MB, RESULTS, ROOT, VALUE_BYTES, VENV_BIN, free_port, say, wait_port, write_result
 
 PEERS_DIR = ROOT / "bench" / ".peers"
@@ -60,276 +60,7 @@ CLIENT_TIMEOUT = 240
 
 
 # ============================================================================ client side
-# Everything below `_client_*` runs in the client process.
-
-def _value(n: int = VALUE_BYTES) -> bytes:
-    return (b"0123456789abcdef" * (n // 16 + 1))[:n]
-
-
-# Client-process settings applied to every broker alike (recorded in the results). The Python
-# cyclic GC is switched off while a client loop runs: a 1,000,000-record run allocates that many
-# Message objects (none in cycles), and the collections they trigger cost the consume loop about
-# a quarter of its time, which measures the interpreter, not the broker.
-CLIENT_TUNING = {"python_gc": "disabled during the timed loop",
-                 "produce_call": "produce(topic, value, None, partition): positional arguments, in chunks of 1,000"}
-
-
-def _client_produce_confluent(spec: dict) -> dict:
-    import gc
-    from confluent_kafka import Producer
-    n, parts = spec["records"], spec.get("partitions", 1)
-    errors = []
-    conf = {"bootstrap.servers": spec["bootstrap"], "acks": str(spec["acks"]), "linger.ms": spec.get("linger_ms", 5),
-            "batch.size": 1048576, **PRODUCER_TUNING,
-            "error_cb": lambda e: errors.append(str(e))}
-    p = Producer(conf, on_delivery=lambda err, _m: errors.append(str(err)) if err else None)
-    value = _value()
-    topic = spec["topic"]
-    produce = p.produce
-    gc.disable()
-    t0 = time.perf_counter()
-    stop_at = t0 + spec.get("max_seconds", 1e9)  # a slow broker ends the run early, not the harness
-    i = 0
-    # keyword arguments (partition=...) cost the C extension a dict parse per call, which halves
-    # the rate of this loop; positional (topic, value, key=None, partition) is the same call
-    while i < n:
-        if time.perf_counter() > stop_at:
-            n = i
-            break
-        end = min(n, i + 1000)
-        k = i
-        try:
-            if parts > 1:
-                for k in range(i, end):
-                    produce(topic, value, None, k % parts)
-            else:
-                for k in range(i, end):
-                    produce(topic, value, None, 0)
-            k = end
-        except BufferError:   # the record k was not queued: wait for room, then retry it
-            p.poll(0.005)
-        i = k
-    left = p.flush(120)
-    dt = time.perf_counter() - t0
-    gc.enable()
-    return {"records": n, "seconds": dt, "rps": n / dt, "mb_s": n * VALUE_BYTES / dt / MB,
-            "unflushed": left, "errors": len(errors), "first_error": errors[0] if errors else None,
-            "producer_config": PRODUCER_TUNING, "client_config": CLIENT_TUNING}
-
-
-def _client_produce_kafka_python(spec: dict) -> dict:
-    from kafka import KafkaProducer
-    n = spec["records"]
-    p = KafkaProducer(bootstrap_servers=spec["bootstrap"], acks=1, linger_ms=5, batch_size=1048576,
-                      max_request_size=16_777_216)
-    value = _value()
-    topic = spec["topic"]
-    send = p.send
-    t0 = time.perf_counter()
-    futs = []
-    for i in range(n):
-        f = send(topic, value, partition=0)
-        if i % 10_000 == 0:
-            futs.append(f)
-    p.flush(120)
-    dt = time.perf_counter() - t0
-    errors = sum(1 for f in futs if f.failed())
-    p.close(5)
-    return {"records": n, "seconds": dt, "rps": n / dt, "mb_s": n * VALUE_BYTES / dt / MB, "errors": errors}
-
-
-# librdkafka producer settings for every broker alike (recorded in the results), besides the
-# workload's own linger.ms=5, batch.size=1048576 and acks.
-PRODUCER_TUNING = {"queue.buffering.max.messages": 2_000_000, "queue.buffering.max.kbytes": 2_097_151,
-                   "message.max.bytes": 16_777_216, "compression.type": "none",
-                   "delivery.report.only.error": True}
-
-
-# librdkafka consumer settings for every broker alike (recorded in the results): large fetches, and
-# no 1 s `fetch.queue.backoff.ms` pause once `queued.min.messages` (100,000) are queued, which
-# otherwise caps a fast consumer near 0.16 M records/s whatever the broker does.
-CONSUMER_TUNING = {"fetch.max.bytes": 52_428_800, "max.partition.fetch.bytes": 10_485_760,
-                   "receive.message.max.bytes": 2_147_483_647, "queued.max.messages.kbytes": 1_048_576,
-                   "fetch.wait.max.ms": 100, "fetch.queue.backoff.ms": 1}
-CONSUME_BATCH = 10_000   # records per Consumer.consume() call
-
-
-def _client_consume_confluent(spec: dict) -> dict:
-    import gc
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-    n, parts = spec["records"], spec.get("partitions", 1)
-    batch = spec.get("consume_batch", CONSUME_BATCH)
-    c = Consumer({"bootstrap.servers": spec["bootstrap"], "group.id": f"bench-{os.getpid()}",
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest", **CONSUMER_TUNING})
-    c.assign([TopicPartition(spec["topic"], p, OFFSET_BEGINNING) for p in range(parts)])
-    got = 0
-    nbytes = 0
-    errors = 0
-    consume = c.consume
-    gc.disable()
-    t0 = time.perf_counter()
-    first = None
-    deadline = time.monotonic() + spec.get("timeout", 120)
-    while got - errors < n and time.monotonic() < deadline:
-        before = time.perf_counter()
-        msgs = consume(batch, 0.1)  # returns at `batch` records or after 0.1 s
-        for m in msgs:              # every record's error and value are looked at
-            if m.error() is None:
-                nbytes += len(m.value())
-            else:
-                errors += 1
-        got += len(msgs)              # records and error events; the errors are taken off below
-        if first is None and got > errors:
-            first = before
-    end = time.perf_counter()
-    gc.enable()
-    got -= errors
-    c.close()
-    first = first or end
-    dt = end - first
-    return {"records": got, "expected": n, "errors": errors, "seconds": end - t0, "seconds_after_first": dt,
-            "consumer_config": CONSUMER_TUNING, "consume_batch": batch, "client_config": CLIENT_TUNING,
-            "first_record_s": first - t0, "rps": got / max(dt, 1e-9), "rps_total": got / (end - t0),
-            "mb_s": nbytes / max(dt, 1e-9) / MB}
-
-
-def _client_consume_kafka_python(spec: dict) -> dict:
-    from kafka import KafkaConsumer, TopicPartition
-    n = spec["records"]
-    c = KafkaConsumer(bootstrap_servers=spec["bootstrap"], enable_auto_commit=False, group_id=None,
-                      fetch_max_bytes=52_428_800, max_partition_fetch_bytes=10_485_760,
-                      fetch_max_wait_ms=100)
-    tp = TopicPartition(spec["topic"], 0)
-    c.assign([tp])
-    c.seek_to_beginning(tp)
-    got = 0
-    t0 = time.perf_counter()
-    first = None
-    deadline = time.monotonic() + spec.get("timeout", 120)
-    while got < n and time.monotonic() < deadline:
-        before = time.perf_counter()
-        batch = c.poll(timeout_ms=100, max_records=100_000)
-        for recs in batch.values():
-            got += len(recs)
-        if first is None and got:
-            first = before
-    end = time.perf_counter()
-    c.close()
-    first = first or end
-    dt = end - first
-    return {"records": got, "expected": n, "seconds": end - t0, "seconds_after_first": dt,
-            "rps": got / max(dt, 1e-9), "mb_s": got * VALUE_BYTES / max(dt, 1e-9) / MB}
-
-
-def _client_latency(spec: dict) -> dict:
-    """Produce `rate` records/s for `seconds`; a consumer thread in this process timestamps
-    arrivals. Values carry the send time (monotonic ns), so both ends read the same clock."""
-    from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
-    from hdrh.histogram import HdrHistogram
-    rate, seconds, topic = spec["rate"], spec["seconds"], spec["topic"]
-    p = Producer({"bootstrap.servers": spec["bootstrap"], "acks": "1", "linger.ms": spec.get("linger_ms", 1),
-                  "batch.size": 1048576, "queue.buffering.max.messages": 2_000_000})
-    c = Consumer({"bootstrap.servers": spec["bootstrap"], "group.id": f"lat-{os.getpid()}",
-                  "enable.auto.commit": False, "fetch.wait.max.ms": 100, "fetch.min.bytes": 1,
-                  "receive.message.max.bytes": 2_147_483_647})
-    c.assign([TopicPartition(topic, 0, OFFSET_END)])
-    hist = HdrHistogram(1, 60_000_000, 3)
-    pad = _value(VALUE_BYTES - 8)
-    state = {"got": 0, "stop": False, "warm": 0}
-
-    def consume() -> None:
-        poll = c.poll
-        while not state["stop"]:
-            m = poll(0.05)  # returns as soon as a record is there (consume() would wait for a batch)
-            if m is not None:
-                if m.error() is not None:
-                    continue
-                now = time.monotonic_ns()
-                sent = int.from_bytes(m.value()[:8], "big")
-                if sent == 0:
-                    state["warm"] += 1
-                    continue
-                hist.record_value(max(1, (now - sent) // 1000))
-                state["got"] += 1
-
-    th = threading.Thread(target=consume, daemon=True)
-    th.start()
-    # warm-up: the consumer must be fetching at the log end before the clock starts
-    deadline = time.monotonic() + 30
-    while state["warm"] == 0 and time.monotonic() < deadline:
-        p.produce(topic, bytes(8) + pad, partition=0)
-        p.flush(5)
-        time.sleep(0.2)
-    total = int(rate * seconds)
-    t0 = time.monotonic()
-    sent = 0
-    while sent < total:
-        due = min(total, int((time.monotonic() - t0) * rate) + 1)
-        while sent < due:
-            try:
-                p.produce(topic, time.monotonic_ns().to_bytes(8, "big") + pad, partition=0)
-                sent += 1
-            except BufferError:
-                p.poll(0.001)
-        p.poll(0)
-        nxt = t0 + sent / rate
-        delay = nxt - time.monotonic()
-        if delay > 0:
-            time.sleep(min(delay, 0.001))
-    achieved = sent / (time.monotonic() - t0)
-    p.flush(30)
-    deadline = time.monotonic() + 10  # a broker that fell behind shows as a huge p99, not a hang
-    while state["got"] < total and time.monotonic() < deadline:
-        time.sleep(0.01)
-    state["stop"] = True
-    th.join(5)
-    c.close()
-    return {"rate": rate, "achieved_rate": achieved, "sent": total, "received": state["got"],
-            "p50_us": hist.get_value_at_percentile(50), "p99_us": hist.get_value_at_percentile(99),
-            "p999_us": hist.get_value_at_percentile(99.9), "max_us": hist.get_max_value(),
-            "mean_us": hist.get_mean_value()}
-
-
-def _client_tcp_send(spec: dict) -> dict:
-    total, chunk = spec["bytes"], 1 << 20
-    buf = (_value() * (chunk // VALUE_BYTES + 1))[:chunk]
-    s = socket.create_connection(("127.0.0.1", spec["port"]))
-    t0 = time.perf_counter()
-    left = total
-    while left > 0:
-        n = s.send(buf if left >= chunk else buf[:left])
-        left -= n
-    s.shutdown(socket.SHUT_WR)
-    s.recv(1)  # the sink answers once it has everything
-    dt = time.perf_counter() - t0
-    s.close()
-    return {"bytes": total, "seconds": dt, "mb_s": total / dt / MB}
-
-
-def _client_tcp_sink(spec: dict) -> dict:
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.1", spec["port"]))
-    srv.listen(1)
-    conn, _ = srv.accept()
-    got = 0
-    buf = bytearray(1 << 20)
-    while True:
-        n = conn.recv_into(buf)
-        if not n:
-            break
-        got += n
-    conn.send(b"k")
-    conn.close()
-    return {"bytes": got}
-
-
-_CLIENT_OPS = {
-    "produce": _client_produce_confluent, "produce_kafka_python": _client_produce_kafka_python,
-    "consume": _client_consume_confluent, "consume_kafka_python": _client_consume_kafka_python,
-    "latency": _client_latency, "tcp_send": _client_tcp_send, "tcp_sink": _client_tcp_sink,
-}
-
+# The workloads themselves run in a fresh client process: bench/broker_clients.py.
 
 def client(spec: dict, timeout: float = CLIENT_TIMEOUT) -> dict:
     """Run one workload in a fresh client process; its JSON answer, or {"error": ...}."""
@@ -712,7 +443,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     args = ap.parse_args(argv)
     if args.client:
         spec = json.loads(args.client)
-        print(json.dumps(_CLIENT_OPS[spec["op"]](spec)), flush=True)
+        print(json.dumps(CLIENT_OPS[spec["op"]](spec)), flush=True)
         return None
     if args.install_peers:
         print(json.dumps(install_peers(), indent=2))

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("confluent_kafka")
 
-from bench import broker_e2e as be  # noqa: E402
+from bench import broker_clients as be  # noqa: E402  (the client side of bench/broker_e2e.py)
 from broker.server import BrokerThread  # noqa: E402
 
 
