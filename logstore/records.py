@@ -396,29 +396,14 @@ def _encode_records(items: list[tuple[Any, Any, Any, Any]], stamps: list[int], b
     return bytes(body)
 
 
-def build_batch(
-    records: Iterable[Any],
-    base_offset: int = 0,
-    *,
-    compression: str | int = "none",
-    timestamp: int | None = None,
-    producer_id: int = -1,
-    producer_epoch: int = -1,
-    base_sequence: int = -1,
-    partition_leader_epoch: int = -1,
-    log_append_time: bool = False,
-    transactional: bool = False,
-    control: bool = False,
-) -> bytes:
+def build_batch(records: Iterable[Any], base_offset: int = 0, **options: Any) -> bytes:
     """Encode records into one RecordBatch v2. A record is (key, value[, headers[, timestamp_ms]])
     with bytes-or-None key/value and headers as (str, bytes | None) pairs; a missing timestamp is
-    `timestamp` or now. Offsets are base_offset + index. O(total bytes).
+    `timestamp` or now. Offsets are base_offset + index. O(total bytes). Options (keywords):
+    compression, timestamp, producer_id, producer_epoch, base_sequence, partition_leader_epoch,
+    log_append_time, transactional, control, as `build_batch_buffer` takes them.
     """
-    return bytes(build_batch_buffer(
-        records, base_offset, compression=compression, timestamp=timestamp, producer_id=producer_id,
-        producer_epoch=producer_epoch, base_sequence=base_sequence,
-        partition_leader_epoch=partition_leader_epoch, log_append_time=log_append_time,
-        transactional=transactional, control=control))
+    return bytes(build_batch_buffer(records, base_offset, **options))
 
 
 def build_batch_buffer(
@@ -436,7 +421,7 @@ def build_batch_buffer(
     control: bool = False,
 ) -> bytearray:
     """`build_batch` into a new bytearray the caller owns (one copy fewer: `Log.append` hands it to
-    `append_batches(..., copy=False)`)."""
+    `append_batches(..., copy=False)`). Unknown keywords are a TypeError, as for any function."""
     codec = COMPRESSION_CODES[compression] if isinstance(compression, str) else int(compression)
     now = int(time.time() * 1000) if timestamp is None else timestamp
     if not isinstance(records, (list, tuple)):
