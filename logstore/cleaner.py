@@ -224,12 +224,20 @@ class LogCleaner:
             segs = list(log.segments.values())
             lso = log.log_start_offset
             leo = log.log_end_offset
+            rp = log.recovery_point
         key = (log.topic, log.partition)
         first_dirty = self.checkpoints.get(key, lso)
         if first_dirty < lso or first_dirty > leo:
             first_dirty = lso
         uncleanable = segs[-1].base_offset
         sealed = segs[:-1]
+        for s in sealed:
+            # a sealed segment not yet flushed (a roll leaves its fsync to a later flush) is not
+            # cleanable: its newer records of a key could vanish at a power cut after the older,
+            # flushed ones were cleaned away
+            if s.next_offset > rp:
+                uncleanable = min(uncleanable, s.base_offset)
+                break
         if cfg.min_compaction_lag_ms > 0:
             for s in sealed:
                 if s.next_offset <= first_dirty:

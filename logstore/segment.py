@@ -659,6 +659,10 @@ class LogSegment:
             if self.active:
                 self.index.trim()
                 self.time_index.trim()
+                # the trimmed lengths must be on disk before a clean-shutdown marker says the files
+                # can be trusted: a lost trim leaves a preallocated zero tail, and the next open
+                # would read a phantom (0, 0) entry from it
+                self._fsync_index_files()
             else:
                 self.index.close()
                 self.time_index.close()

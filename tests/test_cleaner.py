@@ -538,3 +538,29 @@ def test_retention_deleting_segments_mid_cleaning_aborts_that_swap_only(tmp_path
         keys = [r.key for r in recs]
         assert len(keys) == len(set(keys)) and {b"new0", b"new1", b"new2", b"new3"} <= set(keys)
         assert all(r.value == (b"y" if r.key.startswith(b"new") else b"x") * 30 for r in recs)
+
+
+def test_sealed_segments_not_yet_flushed_are_not_cleaned(tmp_path):
+    """A roll with a flusher leaves its segment's fsync to a later flush. Until then the segment's
+    newer records of a key could be lost to a power cut, so they must not make the cleaner drop
+    the older, flushed ones."""
+    with logstore.open(tmp_path / "d", background=False) as s:
+        lg = compacted(s)
+        for i in range(20):
+            lg.append([(b"k%d" % (i % 5), b"old%d" % i, (), NOW)])
+        lg.roll()  # no flusher yet: fsynced
+        queued = []
+        lg.roll_flusher = lambda log, offset: queued.append(offset)
+        for i in range(20):
+            lg.append([(b"k%d" % (i % 5), b"new%d" % i, (), NOW)])
+        lg.roll()
+        assert queued and lg.recovery_point <= 20
+        c = s.log_cleaner.cleanable(lg, NOW)
+        assert c.first_uncleanable == 20  # the unflushed sealed segment [20, 40) is left alone
+        s.run_cleaner(now_ms=NOW)
+        assert {r.value for r in lg.read(20, 1 << 20)} >= {b"new%d" % i for i in range(20)}
+        assert {r.key for r in lg.read(0, 1 << 20) if r.offset < 20} == {b"k%d" % i for i in range(5)}
+        lg.flush(queued[-1])  # the scheduled flush: now the older records may go
+        assert s.log_cleaner.cleanable(lg, NOW).first_uncleanable == 40
+        s.run_cleaner(now_ms=NOW)
+        assert sorted(r.value for r in lg.read(0, 1 << 20)) == sorted(b"new%d" % i for i in range(15, 20))

@@ -638,3 +638,28 @@ def test_power_cut_during_topic_deletion_never_shows_a_half_deleted_topic(tmp_pa
             assert ends == [5, 5], (
                 f"topic 'gone' was deleted (its tombstone is durable) but came back with log ends {ends}: "
                 "a partition directory left by the interrupted deletion was adopted as a new topic")
+
+
+def test_active_segment_indexes_are_trimmed_durably_by_a_clean_close(tmp_path):
+    """A clean close trims the active segment's preallocated indexes, then writes the clean-shutdown
+    marker, which makes the next open trust them. A trim lost to a power cut left a zero tail that
+    the next open read as one phantom (0, 0) entry, wrong for a first batch of several records."""
+    gen0, gen1 = str(tmp_path / "gen0"), str(tmp_path / "gen1")
+    os.makedirs(gen0)
+    with FaultFS(gen0) as fs:
+        store = logstore.open(gen0, {"segment.index.bytes": "4096"}, background=False)
+        store.create_topic("t", 1)
+        lg = store.partition("t", 0)
+        lg.append([(b"k%d" % i, b"v") for i in range(3)])  # one batch: offsets 0-2
+        lg.flush()
+        logstore.log.fsync_dir(lg.dir)  # the index files' names are durable, as after any later dir fsync
+        store.close()
+        fs.crash_image(gen1, worst=True)  # every unsynced change lost
+    assert os.path.exists(os.path.join(gen1, ".kafka_cleanshutdown"))
+    for ext in (".index", ".timeindex"):
+        size = os.path.getsize(os.path.join(gen1, "t-0", "0" * 20 + ext))
+        assert size < 4096, f"the {ext} trim at close was not durable: {size} bytes, preallocated"
+    with logstore.open(gen1, background=False) as store:
+        lg = store.partition("t", 0)
+        assert lg.active_segment.index.entries == 0
+        assert [r.key for r in lg.read(0)] == [b"k0", b"k1", b"k2"]
