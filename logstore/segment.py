@@ -359,7 +359,9 @@ class LogSegment:
         prev_pos = start
         found: tuple[int, R.BatchHeader] | None = None
         found_last = 0
+        scanned_to = start  # where the batch after the last one scanned starts
         for p, h in self._iter_headers_from(start, end):
+            scanned_to = p + h.size
             if found is not None:
                 if h.base_offset <= found_last:
                     raise R.CorruptRecordError(
@@ -385,6 +387,13 @@ class LogSegment:
                 prev_last, prev_pos = last, p
         if not trusted:
             return self._find_checked(offset, end, upper, from_top=True)
+        if found is None and scanned_to < end:
+            # the scan stopped at a header whose length does not fit what the segment holds: a
+            # damaged length (whole batches only are ever appended, torn tails are cut at recovery)
+            raise R.CorruptRecordError(
+                f"batch at position {scanned_to} of {self.log_path} is damaged: its length runs past the "
+                f"{end} bytes of the segment or is too small for a batch", path=self.log_path,
+                position=scanned_to)
         return found
 
     def read_slice(self, offset: int, max_bytes: int, *, max_position: int | None = None,

@@ -159,6 +159,7 @@ def test_sigkill_loop(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # every cycle re-reads the whole (growing) log: 100 cycles take minutes
 def test_sigkill_loop_long(tmp_path):
     kill_loop(tmp_path, cycles=100, seed=2)
 
