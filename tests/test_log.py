@@ -431,3 +431,21 @@ def test_recovery_drops_segments_after_one_that_ends_short(tmp_path):
     assert any("before the next segment's base offset" in p for p in lg.stats.problems), lg.stats.problems
     assert first_end > 0
     lg.close()
+
+
+def test_a_damaged_batch_length_is_reported_where_it_is(tmp_path):
+    lg = make_log(tmp_path, {"segment.bytes": 2000})
+    for _ in range(8):
+        lg.append([(b"k", b"x" * 100)] * 3)
+    sealed = list(lg.segments.values())[0]
+    assert len(lg.segments) == 2
+    path, base = sealed.log_path, sealed.base_offset
+    lg.close()
+    with open(path, "r+b") as f:
+        f.seek(8)
+        f.write((1 << 30).to_bytes(4, "big"))  # the first batch's length now runs far past the file
+    lg = make_log(tmp_path, {"segment.bytes": 2000})  # a clean open: the files are trusted
+    with pytest.raises(CorruptRecordError) as e:
+        lg.read(base + 1)
+    assert e.value.path == path and e.value.position == 0, e.value
+    lg.close()
