@@ -389,12 +389,28 @@ class LogSegment:
             return self._find_checked(offset, end, upper, from_top=True)
         if found is None and scanned_to < end:
             # the scan stopped at a header whose length does not fit what the segment holds: a
-            # damaged length (whole batches only are ever appended, torn tails are cut at recovery)
+            # damaged length somewhere before (whole batches only are ever appended, torn tails are
+            # cut at recovery). Name the first batch that fails its checks: lengths are outside the
+            # CRC, so a wrong one shows as a CRC mismatch of the batch it belongs to
+            bad = self._first_bad_batch(start, end)
             raise R.CorruptRecordError(
-                f"batch at position {scanned_to} of {self.log_path} is damaged: its length runs past the "
-                f"{end} bytes of the segment or is too small for a batch", path=self.log_path,
-                position=scanned_to)
+                f"batch at position {bad} of {self.log_path} is damaged: the batches from position {start} "
+                f"do not add up to the {end} bytes of the segment", path=self.log_path, position=bad)
         return found
+
+    def _first_bad_batch(self, start: int, end: int) -> int:
+        """Position of the first batch from `start` that fails its header or CRC check, or where
+        the batches stop fitting the segment. Only on the error path: reads every batch."""
+        pos = start
+        for p, h in self._iter_headers_from(start, end):
+            if p + h.size > end:
+                return p
+            try:
+                R.validate_batch(self.pread(h.size, p), 0, h)
+            except R.CorruptRecordError:
+                return p
+            pos = p + h.size
+        return pos
 
     def read_slice(self, offset: int, max_bytes: int, *, max_position: int | None = None,
                    min_one: bool = True, upper: int | None = None) -> FileSlice | None:
