@@ -18,7 +18,7 @@ Invariants:
   when it does not match.
 - An offset index entry is (last offset of a batch, position of that batch); lookups trust an
   entry only after checking the batch header there, and scan from the top otherwise.
-- The `.log` descriptor is owned by an `FdHandle`, closed when its last reference goes: the
+- The `.log` descriptor is owned by an `FdHandle` (file_slice.py), closed when its last reference goes: the
   segment drops its reference at `release`/`close`/`delete_files`, and each `FileSlice` holds one,
   so a slice outliving its segment (fetch data sent after retention purged the file, or after
   `truncate_to` deleted it) still reads that file, never a closed or reused descriptor number.
@@ -35,11 +35,11 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Iterator
 
 from . import records as R
 from .errors import KafkaStorageError
+from .file_slice import FdHandle, FileSlice, pread_full  # noqa: F401 (FileSlice: re-exported)
 from .index import OffsetIndex, TimeIndex, read_last_time_entry
 
 LOG_SUFFIX = ".log"
@@ -55,64 +55,6 @@ _RECOVER_CHUNK = 8 * 1024 * 1024
 
 def segment_name(base_offset: int) -> str:
     return f"{base_offset:020d}"
-
-
-class FdHandle:
-    """Owns one open descriptor; closes it when the last reference goes (CPython refcounting, so
-    at once, no syscall on the hot path). The segment holds one reference while open; every
-    FileSlice it hands out holds another, so a slice's `fd` stays this file's descriptor — never
-    closed under it, never a reused number serving another file — for as long as the slice lives,
-    even after the segment was closed, deleted or purged (an unlinked file stays readable)."""
-
-    __slots__ = ("fd", "__weakref__")
-
-    def __init__(self, fd: int):
-        self.fd = fd
-
-    def __del__(self) -> None:
-        try:
-            os.close(self.fd)
-        except (OSError, TypeError):  # TypeError: interpreter shutdown
-            pass
-
-
-@dataclass(frozen=True)
-class FileSlice:
-    """A region of a segment file: what a fetch sends. `size` 0 means no data.
-
-    `fd` is valid while the slice object is alive (it holds the descriptor's FdHandle): keep the
-    slice itself — not just the integer — until the bytes are sent (e.g. across an async
-    sendfile); drop it afterwards, or call `close()` to let go early."""
-
-    fd: int
-    position: int
-    size: int
-    path: str = ""
-    handle: FdHandle | None = field(default=None, repr=False, compare=False)
-
-    def read(self) -> bytes:
-        return pread_full(self.fd, self.size, self.position) if self.size else b""
-
-    def close(self) -> None:
-        """Drop this slice's hold on the descriptor (reading it afterwards is an error)."""
-        object.__setattr__(self, "handle", None)
-        object.__setattr__(self, "fd", -1)
-        object.__setattr__(self, "size", 0)
-
-
-def pread_full(fd: int, n: int, pos: int) -> bytes:
-    data = os.pread(fd, n, pos)
-    if len(data) == n or not data:
-        return data
-    parts = [data]
-    got = len(data)
-    while got < n:
-        more = os.pread(fd, n - got, pos + got)
-        if not more:
-            break
-        parts.append(more)
-        got += len(more)
-    return b"".join(parts)
 
 
 class LogSegment:

@@ -261,7 +261,7 @@ class FaultFS:
         """After a crash: release the dead engine's log dir lock and let go of its files.
 
         Only lock files are closed here. Every other descriptor belongs to an engine object that
-        closes it when collected (segment.FdHandle); closing those too would close a number the
+        closes it when collected (file_slice.FdHandle); closing those too would close a number the
         next engine may have been given meanwhile. `gc.collect()` runs so that happens now."""
         for fd, path in list(self._fds.items()):
             if path.endswith("/.lock"):
