@@ -112,13 +112,35 @@ class LogLoader:
             self.stats.segments_scanned += 0
         else:
             self._recover(clean)
+        if self._log_start_offset > self.log_end_offset:
+            self._restart_at_log_start()
         last = self.segments.peekitem(-1)[1]
         last.activate()
         first_base = self.segments.peekitem(0)[0]
         self._log_start_offset = max(self._log_start_offset, first_base)
-        if self._log_start_offset > self.log_end_offset:
-            self._log_start_offset = self.log_end_offset
         self.recovery_point = min(max(self.recovery_point, 0), self.log_end_offset)
+
+    def _restart_at_log_start(self) -> None:
+        """The checkpointed log start offset lies past everything recovery kept: delete-records
+        (or retention) moved it over records that a crash then lost unflushed. As Kafka's LogLoader
+        does, delete what is left and restart the log, empty, at the log start offset. Lowering the
+        start offset instead would reuse offsets that were deleted (a consumer may have committed
+        past them), and the stale checkpoint on disk would later hide records appended there.
+        The old segments' names go first (fsynced), so a crash in between reopens as an empty dir."""
+        lso = self._log_start_offset
+        self.stats.problems.append(
+            f"log end offset {self.log_end_offset} after recovery is below the log start offset {lso}: "
+            f"deleted every segment, the log restarts empty at {lso}")
+        for seg in list(self.segments.values()):
+            seg.delete_files()
+        self.segments.clear()
+        self._drop_producer_snapshots_above(-1)
+        fsync_dir(self.dir)
+        cfg = self.config
+        self.segments[lso] = LogSegment(self.dir, lso, index_interval_bytes=cfg.index_interval_bytes,
+                                        max_index_bytes=cfg.segment_index_bytes, active=True, create=True)
+        fsync_dir(self.dir)
+        self.recovery_point = lso
 
     def _complete_swap(self, base: int, bases: set[int]) -> None:
         """Finish a cleaning that was renamed to `.swap`: the swap segment replaces the live

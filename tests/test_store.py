@@ -340,3 +340,38 @@ def test_incremental_alters_apply_in_order_and_concurrent_ones_all_land(tmp_path
         assert {k: store.topic("t").config.get(k) for k in keys} == {k: "100019" for k in keys}
     with logstore.open(str(tmp_path / "d"), background=False) as store:
         assert store.topic_config("t").flush_ms == 100_019
+
+
+def test_a_crash_that_loses_records_past_a_checkpointed_start_offset_restarts_the_log_there(tmp_path):
+    """delete-records moved the start offset over records that were never flushed; the power
+    fails after the start-offset checkpoint was written, and those records are lost. As Kafka's
+    LogLoader does, the log restarts empty at the checkpointed start offset: offsets below it are
+    never handed out again, and the stale checkpoint cannot hide records appended after the crash."""
+    d = str(tmp_path / "d")
+    s = logstore.open(d, background=False)
+    s.create_topic("t", 1)
+    lg = s.partition("t", 0)
+    lg.append([(None, b"v%d" % i) for i in range(10)])
+    lg.flush()
+    flushed_size = os.path.getsize(lg.active_segment.log_path)
+    lg.append([(None, b"w%d" % i) for i in range(5)])  # offsets 10..14, never flushed
+    assert s.delete_records("t", 0, 13) == 13
+    s.checkpoint()
+    # the crash image: the unflushed tail is gone, the checkpoints were written
+    img = str(tmp_path / "img")
+    shutil.copytree(d, img, ignore=shutil.ignore_patterns(".lock"))
+    s.close()
+    seg_name = os.path.basename(lg.active_segment.log_path)
+    os.truncate(os.path.join(img, "t-0", seg_name), flushed_size)
+    assert not os.path.exists(os.path.join(img, CLEAN_SHUTDOWN_FILE))  # copied while open: unclean
+    with logstore.open(img, background=False) as s2:
+        lg2 = s2.partition("t", 0)
+        assert (lg2.log_start_offset, lg2.log_end_offset) == (13, 13)
+        assert any("restarts empty at 13" in p for p in s2.recovery_stats.problems), s2.recovery_stats.problems
+        assert lg2.append([(None, b"after")]) == 13
+        lg2.flush()
+        s2.checkpoint()
+    with logstore.open(img, background=False) as s3:
+        lg3 = s3.partition("t", 0)
+        assert (lg3.log_start_offset, lg3.log_end_offset) == (13, 14)
+        assert [(r.offset, r.value) for r in lg3.read(13)] == [(13, b"after")]

@@ -90,10 +90,15 @@ def read_all(lg) -> list:
 
 
 def _segments_in(d: str) -> list[int]:
+    """Base offsets of the segments an open will load: `.log` files, and `.log.swap` files (a
+    cleaning whose swap the open completes; its segment replaces those it covers)."""
     try:
-        return sorted(int(f[:-4]) for f in os.listdir(d) if f.endswith(".log") and f[:-4].isdigit())
+        names = os.listdir(d)
     except FileNotFoundError:
         return []
+    bases = {int(f.split(".")[0]) for f in names
+             if (f.endswith(".log") or f.endswith(".log.swap")) and f.split(".")[0].isdigit()}
+    return sorted(bases)
 
 
 def verify_image(path: str, exp: Expect, rng: random.Random, counts: Counts, where: str) -> dict:
