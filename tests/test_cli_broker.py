@@ -148,11 +148,16 @@ def test_console_roundtrip_keyed_partitioning(bs, broker, topic) -> None:
     assert (p.returncode, p.stdout, p.stderr) == (0, "", "Processed a total of 0 messages\n")
 
 
-def test_console_errors(bs) -> None:
+def test_console_errors(bs, topic) -> None:
     assert one_error_line(run("console-consumer", *bs, "--topic", "no-such-topic-zz", "--timeout-ms", "100")) \
         .startswith("ERROR ")
     assert one_error_line(run("console-consumer", *bs, "--topic", "x", "--offset", "3")) == \
         "ERROR The partition is required when offset is specified."
+    # as with --data-dir (tests/test_cli_offline.py): the same error for a negative offset
+    assert one_error_line(run("console-consumer", *bs, "--topic", topic, "--partition", "0", "--offset", "-5",
+                              "--timeout-ms", "100")) == (
+        "ERROR The provided offset value '-5' is incorrect. Valid values are 'earliest', 'latest', or a "
+        "non-negative long.")
     line = one_error_line(run("console-producer", "--bootstrap-server", "127.0.0.1:1", "--topic", "x", stdin="a\n"))
     assert "cannot connect to broker at 127.0.0.1:1" in line
 

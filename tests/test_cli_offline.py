@@ -225,6 +225,11 @@ def test_console_consumer_formatter_properties(data) -> None:
     p = run("console-consumer", "--data-dir", data, "--topic", "t", "--partition", "0", "--offset", "1",
             "--max-messages", "1", "--property", "print.value=false", "--property", "print.offset=true")
     assert p.stdout == "Offset:1\n"
+    for bad in ("-5", "banana"):
+        line = one_error_line(run("console-consumer", "--data-dir", data, "--topic", "t", "--partition", "0",
+                                  "--offset", bad, "--max-messages", "1"))
+        assert line == (f"ERROR The provided offset value '{bad}' is incorrect. Valid values are 'earliest', "
+                        f"'latest', or a non-negative long."), line
 
 
 # -- dump-log ----------------------------------------------------------------------------------------

@@ -250,6 +250,8 @@ def _cmd_console_consumer(args: argparse.Namespace) -> int:
         raise ToolError("The partition is required when offset is specified.")
     if args.offset is not None and args.from_beginning:
         raise ToolError("Options from-beginning and offset cannot be specified together.")
+    if args.offset not in (None, "earliest", "latest"):
+        _offset_arg(args.offset)  # a bad value is reported before anything is opened, as Kafka's tool does
     stop = {"flag": False}
 
     def _stop(_sig: int, _frm: Any) -> None:
@@ -323,10 +325,7 @@ def _cmd_console_consumer(args: argparse.Namespace) -> int:
             elif off == "earliest":
                 positions[tp] = client.list_offsets([tp], EARLIEST)[tp]
             else:
-                try:
-                    positions[tp] = int(off)
-                except ValueError:
-                    raise ToolError(f"invalid --offset {off!r}: use earliest, latest or a non-negative number") from None
+                positions[tp] = _offset_arg(off)
         elif args.group:
             member = GroupMember(client, args.group, [args.topic])
             assign(member.join())
@@ -405,7 +404,16 @@ def _seek_embedded(c: Any, tp: tuple[str, int], off: str | None) -> None:
     if off == "earliest":
         c.seek(tp, lg.log_start_offset)
         return
+    c.seek(tp, _offset_arg(off))
+
+
+def _offset_arg(off: str) -> int:
+    """A numeric --offset: a non-negative long, as kafka-console-consumer.sh accepts."""
     try:
-        c.seek(tp, int(off))
+        value = int(off)
     except ValueError:
-        raise ToolError(f"invalid --offset {off!r}: use earliest, latest or a non-negative number") from None
+        value = -1
+    if value < 0:
+        raise ToolError(f"The provided offset value '{off}' is incorrect. Valid values are 'earliest', "
+                        f"'latest', or a non-negative long.")
+    return value
