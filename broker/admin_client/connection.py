@@ -33,6 +33,7 @@ from typing import Any
 from kio.index import load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
 
+from ..protocol import skip_tagged_fields
 from .codes import API_API_VERSIONS, API_NAMES, MAX_VERSIONS, BrokerUnreachable, KafkaError
 
 _I32 = struct.Struct(">i")
@@ -124,25 +125,6 @@ def code_of(v: Any) -> int:
     return int(getattr(v, "value", v) or 0)
 
 
-def _skip_tags(data: bytes, pos: int) -> int:
-    def uvarint(p: int) -> tuple[int, int]:
-        shift = v = 0
-        while True:
-            b = data[p]
-            p += 1
-            v |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return v, p
-            shift += 7
-
-    n, pos = uvarint(pos)
-    for _ in range(n):
-        _tag, pos = uvarint(pos)
-        size, pos = uvarint(pos)
-        pos += size
-    return pos
-
-
 # ------------------------------------------------------------------------------- the connection
 
 class Connection:
@@ -213,9 +195,9 @@ class Connection:
         if got != corr:
             raise BrokerUnreachable(f"broker at {self.address} answered correlation id {got}, expected {corr}")
         pos = 4
-        if flexible and api_key != API_API_VERSIONS:
-            pos = _skip_tags(data, pos)
         try:
+            if flexible and api_key != API_API_VERSIONS:
+                pos = skip_tagged_fields(data, pos, "response header")
             resp, _n = entity_reader(resp_cls)(data, pos)
         except Exception as e:  # kio raises its own types for short or malformed buffers
             raise BrokerUnreachable(f"malformed {API_NAMES.get(api_key, api_key)} v{version} response from the "

@@ -73,11 +73,11 @@ def _writer(cls: type) -> Any:
     return entity_writer(cls)
 
 
-def _read_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
+def _read_uvarint(buf: bytes, pos: int, where: str = "request header") -> tuple[int, int]:
     shift = value = 0
     while True:
         if pos >= len(buf):
-            raise ProtocolError("truncated varint in request header")
+            raise ProtocolError(f"truncated varint in {where}")
         b = buf[pos]
         pos += 1
         value |= (b & 0x7F) << shift
@@ -85,17 +85,19 @@ def _read_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
             return value, pos
         shift += 7
         if shift > 28:
-            raise ProtocolError("varint too long in request header")
+            raise ProtocolError(f"varint too long in {where}")
 
 
-def _skip_tagged_fields(buf: bytes, pos: int) -> int:
-    n, pos = _read_uvarint(buf, pos)
+def skip_tagged_fields(buf: bytes, pos: int, where: str = "request header") -> int:
+    """The position after the tagged-field section at `pos` (a header's; the fields are skipped).
+    Raises ProtocolError naming `where` when it is truncated."""
+    n, pos = _read_uvarint(buf, pos, where)
     for _ in range(n):
-        _tag, pos = _read_uvarint(buf, pos)
-        size, pos = _read_uvarint(buf, pos)
+        _tag, pos = _read_uvarint(buf, pos, where)
+        size, pos = _read_uvarint(buf, pos, where)
         pos += size
     if pos > len(buf):
-        raise ProtocolError("truncated tagged fields in request header")
+        raise ProtocolError(f"truncated tagged fields in {where}")
     return pos
 
 
@@ -120,7 +122,7 @@ def parse_header(frame: bytes | memoryview) -> tuple[RequestHeader, int]:
         raise UnsupportedVersion(f"no schema for api key {api_key} version {version}", header) from None
     header.flexible = bool(cls.__flexible__)
     if header.flexible:
-        pos = _skip_tagged_fields(frame, pos)
+        pos = skip_tagged_fields(frame, pos)
     return header, pos
 
 
@@ -189,5 +191,5 @@ def decode_response(api_key: int, version: int, frame: bytes) -> tuple[int, Any]
     corr = _I32.unpack_from(frame, 0)[0]
     pos = 4
     if response_header_flexible(api_key, bool(cls.__flexible__)):
-        pos = _skip_tagged_fields(frame, pos)
+        pos = skip_tagged_fields(frame, pos)
     return corr, decode_body(cls, frame, pos)
