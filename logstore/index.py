@@ -137,13 +137,13 @@ class _MappedIndex:
             os.close(fd)
 
     def trim(self) -> None:
-        """Shrink the file to its entries and make the index read-only. The entries are synced
-        first (the shrink itself is made durable by whoever fsyncs the file: segment seal)."""
+        """Shrink the file to its entries and make the index read-only. Nothing is synced here:
+        the caller fsyncs the trimmed file (a sealing roll, or the flush a deferred roll leaves it
+        to; recovery; a clean close), so a roll on the appending thread waits for no disk."""
         if self._n is None and not self.writable:
             return
         n = self.entries
         if self._fd is not None:
-            os.fdatasync(self._fd)
             os.ftruncate(self._fd, n * self.entry_size)
         elif os.path.exists(self.path):
             os.truncate(self.path, n * self.entry_size)
