@@ -8,6 +8,7 @@ batches of 1,000. Figures (records/s unless named otherwise), all in one process
   plain_append_rps      length-prefixed framing (4-byte length + value) written to a file:
                         the floor for "append bytes to a file from Python"
   plain_read_rps        read that file back in 1 MiB chunks and slice every value out
+                        (both run in rounds interleaved with append_rps and read_rps: below)
   sqlite_append_rps     sqlite3, WAL, synchronous=NORMAL, one transaction per 1,000 rows
   sqlite_read_rps       SELECT every value back in rowid order
   append_rps            Log.append(list of 1,000 (key, value)) : encodes the batch, then appends
@@ -15,6 +16,8 @@ batches of 1,000. Figures (records/s unless named otherwise), all in one process
   encode_rps            records.build_batch alone (what append adds to append_batch)
   read_rps              Log.read(offset, 1 MiB) from the start to the end (CRC checked, every
                         record decoded) with the compiled fast decoder
+  read_batches_log_rps  the same over the log append_batch wrote (read_gc_off_rps and
+                        read_pure_rps are measured on it too)
   read_pure_rps         the same with the pure-Python decoder (on at most 200,000 records)
   read_gc_off_rps       read_rps with the garbage collector paused (shows what creating
                         1,000,000 Record tuples costs the collector)
@@ -22,6 +25,10 @@ batches of 1,000. Figures (records/s unless named otherwise), all in one process
   flush1_append_rps     one record per append with flush.messages=1 (an fsync per append)
   index_lookup_us       OffsetIndex.lookup on a full index of 1,000,000 entries, random targets
   index_first_lookup_us the first lookup (builds the native-endian key column once)
+  interleaved rounds    append_rps, read_rps and the plain file's figures come from 10 rounds of
+                        n/10 records, logstore and plain alternating (and which goes first), so
+                        the machine's drift hits both alike; append_vs_plain and read_vs_plain are
+                        the median of the per-round ratios (each round's is listed too)
   ratios                append_vs_plain, append_vs_sqlite, append_batch_vs_plain, read_vs_plain, ...
   recovery              per segment count: clean open time, and a full recovery scan (clean-shutdown
                         marker and recovery checkpoint removed) in s and MB/s
@@ -42,6 +49,7 @@ import os
 import random
 import shutil
 import sqlite3
+import statistics
 import struct
 import tempfile
 import time
@@ -65,17 +73,21 @@ def _value() -> bytes:
 
 # ---------------------------------------------------------------------------- baselines
 
-def plain_file(d: str, n: int) -> dict[str, float]:
-    """Append and parse length-prefixed records: the cheapest framed log Python can write."""
-    path = os.path.join(d, "plain.dat")
+def _plain_append(path: str, count: int) -> float:
+    """Append `count` length-prefixed records (4-byte length + value) to a new file: the cheapest
+    framed log Python can write. Returns the seconds taken."""
     value = _value()
     pack = struct.Struct(">i").pack
     t0 = time.perf_counter()
     with open(path, "wb") as f:
-        for _ in range(n // BATCH):
+        for _ in range(count // BATCH):
             vals = [value] * BATCH  # the records arrive as a list, as they do for Log.append
             f.write(b"".join([pack(len(v)) + v for v in vals]))
-    t_append = time.perf_counter() - t0
+    return time.perf_counter() - t0
+
+
+def _plain_read(path: str) -> tuple[float, int]:
+    """Parse the file back in 1 MiB chunks, slicing every value out: (seconds, records)."""
     unpack = struct.Struct(">i").unpack_from
     got = 0
     t0 = time.perf_counter()
@@ -97,10 +109,53 @@ def plain_file(d: str, n: int) -> dict[str, float]:
                 p += 4 + ln
             got += len(out)
             rest = buf[p:]
-    t_read = time.perf_counter() - t0
-    assert got == n, (got, n)
-    return {"plain_append_rps": n / t_append, "plain_read_rps": n / t_read,
-            "plain_file_bytes": os.path.getsize(path)}
+    return time.perf_counter() - t0, got
+
+
+def interleaved(d: str, n: int, rounds: int) -> dict[str, Any]:
+    """`Log.append` and `Log.read` against the plain framed file, in alternating rounds of n/rounds
+    records (which goes first alternates too), so that the ratios compare the two under the same
+    machine conditions: this 2-core box's speed drifts by up to 2x within a run. The ratios are the
+    median of the per-round ratios; the rates are totals over all rounds."""
+    m = n // rounds
+    value = _value()
+    ts = int(time.time() * 1000)
+    times: dict[str, list[float]] = {"plain_append": [], "append": [], "plain_read": [], "read": []}
+    with logstore.open(os.path.join(d, "store-interleaved"), background=False) as store:
+        store.create_topic("api", 1)
+        lg = store.partition("api", 0)
+
+        def log_append() -> float:
+            t0 = time.perf_counter()
+            for _ in range(m // BATCH):
+                lg.append([(None, value)] * BATCH, timestamp=ts)
+            return time.perf_counter() - t0
+
+        for r in range(rounds):
+            path = os.path.join(d, f"plain-{r}.dat")
+            if r % 2:
+                times["append"].append(log_append())
+                times["plain_append"].append(_plain_append(path, m))
+            else:
+                times["plain_append"].append(_plain_append(path, m))
+                times["append"].append(log_append())
+        for r in range(rounds):
+            path = os.path.join(d, f"plain-{r}.dat")
+            runs = [lambda: _plain_read(path), lambda: _timed(lambda: _read_range(lg, r * m, m))]
+            for which in (runs if r % 2 == 0 else runs[::-1]):
+                t, got = which()
+                assert got == m, (got, m)
+                times["read" if which is runs[1] else "plain_read"].append(t)
+    fig: dict[str, Any] = {"interleaved_rounds": rounds,
+                           "plain_file_bytes": sum(os.path.getsize(os.path.join(d, f"plain-{r}.dat"))
+                                                   for r in range(rounds))}
+    for k, ts_ in times.items():
+        fig[f"{k}_rps"] = n / sum(ts_)
+    for ours, base in (("append", "plain_append"), ("read", "plain_read")):
+        per_round = [b / o for o, b in zip(times[ours], times[base])]  # rate ratio = time ratio inverted
+        fig[f"{ours}_vs_plain"] = statistics.median(per_round)
+        fig[f"{ours}_vs_plain_rounds"] = [round(x, 3) for x in per_round]
+    return fig
 
 
 def sqlite_baseline(d: str, n: int) -> dict[str, float]:
@@ -146,19 +201,21 @@ def _read_all(lg: logstore.Log, limit: int | None = None) -> int:
     return got
 
 
+def _read_range(lg: logstore.Log, start: int, count: int) -> int:
+    off, end, got = start, start + count, 0
+    while off < end:
+        recs = lg.read(off, 1 << 20, max_records=end - off)
+        got += len(recs)
+        off = recs[-1].offset + 1
+    return got
+
+
 def logstore_figures(d: str, n: int) -> dict[str, float]:
     out: dict[str, float] = {}
     value = _value()
     ts = int(time.time() * 1000)
     with logstore.open(os.path.join(d, "store"), background=False) as store:
-        store.create_topic("api", 1)
         store.create_topic("batches", 1)
-        lg = store.partition("api", 0)
-        t0 = time.perf_counter()
-        for _ in range(n // BATCH):
-            lg.append([(None, value)] * BATCH, timestamp=ts)
-        out["append_rps"] = n / (time.perf_counter() - t0)
-
         t0 = time.perf_counter()
         batches = [R.build_batch([(None, value)] * BATCH, timestamp=ts) for _ in range(n // BATCH)]
         out["encode_rps"] = n / (time.perf_counter() - t0)
@@ -174,7 +231,7 @@ def logstore_figures(d: str, n: int) -> dict[str, float]:
         out["fast_decoder"] = "aiokafka._crecords" if fast else "none (pure Python)"
         t, got = _timed(lambda: _read_all(lb))
         assert got == n, (got, n)
-        out["read_rps"] = n / t
+        out["read_batches_log_rps"] = n / t  # the same read as read_rps, over the append_batch log
         gc_was = gc.isenabled()
         gc.disable()
         try:
@@ -317,10 +374,12 @@ def run(quick: bool = False, records: int | None = None, workdir: str | None = N
     d = tempfile.mkdtemp(prefix="bench-embedded-", dir=workdir)
     fig: dict[str, Any] = {"records": n, "value_bytes": VALUE_BYTES, "batch_records": BATCH}
     try:
-        say(f"embedded: plain file and sqlite3 baselines, {n:,} records")
-        fig.update(plain_file(d, n))
+        rounds = min(10, n // BATCH)
+        say(f"embedded: logstore and plain file append / read, {n:,} records in {rounds} interleaved rounds")
+        fig.update(interleaved(d, n - n % (rounds * BATCH), rounds))
+        say("embedded: sqlite3 baseline")
         fig.update(sqlite_baseline(d, n))
-        say("embedded: logstore append / read")
+        say("embedded: logstore append_batch / read variants")
         fig.update(logstore_figures(d, n))
         say("embedded: index lookup")
         if tiny:
@@ -336,13 +395,11 @@ def run(quick: bool = False, records: int | None = None, workdir: str | None = N
             fig.update(open_partitions(d, 100 if quick else 1000))
     finally:
         shutil.rmtree(d, ignore_errors=True)
-    fig["append_vs_plain"] = fig["append_rps"] / fig["plain_append_rps"]
     fig["append_vs_sqlite"] = fig["append_rps"] / fig["sqlite_append_rps"]
     fig["append_batch_vs_plain"] = fig["append_batch_rps"] / fig["plain_append_rps"]
     fig["append_batch_vs_sqlite"] = fig["append_batch_rps"] / fig["sqlite_append_rps"]
-    fig["read_vs_plain"] = fig["read_rps"] / fig["plain_read_rps"]
     fig["read_vs_sqlite"] = fig["read_rps"] / fig["sqlite_read_rps"]
-    fig["read_fast_vs_pure"] = fig["read_rps"] / fig["read_pure_rps"]
+    fig["read_fast_vs_pure"] = fig["read_batches_log_rps"] / fig["read_pure_rps"]
     return fig
 
 

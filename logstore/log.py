@@ -415,6 +415,8 @@ class Log(LogLoader):
                 if recs and recs[0].offset < offset:
                     recs = [r for r in recs if r.offset >= offset]
                 out.extend(recs)
+                if max_records is not None and len(out) >= max_records:
+                    break  # the batches after it would be decoded only to be dropped
             if not got_any and s.size:
                 raise CorruptRecordError(
                     f"unreadable batch at position {s.position} of {s.path} for offset {offset}",

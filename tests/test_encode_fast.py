@@ -48,12 +48,12 @@ def _both(records, **kw):
             return (type(e), str(e))
     assert R.fast_encode_available()
     fast = run()
-    saved = R._FAST_BUILDER
-    R._FAST_BUILDER = False
+    saved = R._FAST_BUILDER, R.encode_uniform_pairs
+    R._FAST_BUILDER, R.encode_uniform_pairs = False, lambda records: None  # both fast paths off
     try:
         pure = run()
     finally:
-        R._FAST_BUILDER = saved
+        R._FAST_BUILDER, R.encode_uniform_pairs = saved
     return fast, pure
 
 

@@ -449,3 +449,22 @@ def test_a_damaged_batch_length_is_reported_where_it_is(tmp_path):
         lg.read(base + 1)
     assert e.value.path == path and e.value.position == 0, e.value
     lg.close()
+
+
+def test_read_with_max_records_decodes_no_batch_past_them(tmp_path, monkeypatch):
+    """A read of a few records from a slice of many batches decodes only the batches it returns."""
+    lg = make_log(tmp_path / "t-0")
+    for i in range(20):
+        lg.append([(None, b"%d-%d" % (i, j)) for j in range(10)])
+    decoded = []
+    real = R.decode_batch
+
+    def counting(buf, pos=0, **kw):
+        recs = real(buf, pos, **kw)
+        decoded.append(len(recs))
+        return recs
+    monkeypatch.setattr(R, "decode_batch", counting)
+    got = lg.read(15, max_records=12)
+    assert [r.offset for r in got] == list(range(15, 27))
+    assert len(decoded) == 2, f"decoded {len(decoded)} batches of 10 for 12 records from offset 15"
+    lg.close()
