@@ -155,6 +155,10 @@ def headline(res: dict[str, dict]) -> list[tuple[str, Any, str, bool | None, str
                 add(f"broker {wl}", "error", r["error"][:60], False)
                 continue
             add(f"broker {wl}", r.get("rps"), target, _ge(r.get("rps"), lim) if lim else None, "rec/s")
+            ceiling = (b.get("client_ceiling") or {}).get({"produce_acks1": "produce", "consume": "consume"}.get(wl, ""))
+            if ceiling and ceiling.get("rps"):
+                add(f"  client alone, no broker work (ceiling)", ceiling["rps"], "", None, "rec/s")
+                add(f"  {wl} / client ceiling", r.get("rps", 0) / ceiling["rps"], "", None, "x")
         for key in ("latency_10000", "latency_10000_linger5", "latency_100000", "latency_100000_linger5"):
             r = b.get(key)
             if not r:

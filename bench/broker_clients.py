@@ -276,8 +276,74 @@ def _client_tcp_sink(spec: dict) -> dict:
     return {"bytes": got}
 
 
+def _client_produce_ceiling(spec: dict) -> dict:
+    """The client's own ceiling for produce: the same produce() loop as `produce`, into
+    librdkafka's queue, with no broker listening at the bootstrap address (nothing is sent, so
+    this is the Python call plus librdkafka's enqueue, on a CPU the broker does not share)."""
+    import gc
+    from confluent_kafka import Producer
+    n = spec["records"]
+    p = Producer({"bootstrap.servers": spec["bootstrap"], "acks": "1", "linger.ms": 5, "batch.size": 1048576,
+                  **PRODUCER_TUNING, "log_level": 0, "error_cb": lambda e: None})
+    value = _value()
+    topic = spec["topic"]
+    produce = p.produce
+    gc.disable()
+    t0 = time.perf_counter()
+    for _ in range(n // 1000):
+        for _ in range(1000):
+            produce(topic, value, None, 0)
+    dt = time.perf_counter() - t0
+    gc.enable()
+    queued = len(p)
+    p.purge()
+    return {"records": n, "queued": queued, "seconds": dt, "rps": n / dt, "producer_config": PRODUCER_TUNING,
+            "client_config": CLIENT_TUNING}
+
+
+def _client_consume_ceiling(spec: dict) -> dict:
+    """The client's own ceiling for consume: the same consume() loop as `consume`, timed only after
+    librdkafka has had `settle` seconds to fetch the whole topic into its local queue (its queue
+    takes 1 GiB, the topic ~110 MB), so the broker is idle while the clock runs. `short_calls`
+    counts consume() calls that returned fewer than a full batch before the end: 0 means the
+    queue never ran dry, so the figure is the client's alone."""
+    import gc
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    n = spec["records"]
+    c = Consumer({"bootstrap.servers": spec["bootstrap"], "group.id": f"bench-ceiling-{os.getpid()}",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest", **CONSUMER_TUNING})
+    c.assign([TopicPartition(spec["topic"], 0, OFFSET_BEGINNING)])
+    before = len(c.consume(1, 10))  # starts the fetching
+    settle = spec.get("settle", 2 + n / 250_000)
+    time.sleep(settle)
+    got = errors = nbytes = short = 0
+    consume = c.consume
+    batch = spec.get("consume_batch", CONSUME_BATCH)
+    want = n - before
+    deadline = time.monotonic() + spec.get("timeout", 120)
+    gc.disable()
+    t0 = time.perf_counter()
+    while got - errors < want and time.monotonic() < deadline:
+        msgs = consume(batch, 0.1)
+        for m in msgs:
+            if m.error() is None:
+                nbytes += len(m.value())
+            else:
+                errors += 1
+        got += len(msgs)
+        short += len(msgs) < batch and got - errors < want
+    dt = time.perf_counter() - t0
+    gc.enable()
+    c.close()
+    got -= errors
+    return {"records": got, "settle_s": settle, "short_calls": short, "errors": errors, "seconds": dt,
+            "rps": got / max(dt, 1e-9), "consumer_config": CONSUMER_TUNING, "consume_batch": batch,
+            "client_config": CLIENT_TUNING}
+
+
 CLIENT_OPS = {
     "produce": _client_produce_confluent, "produce_kafka_python": _client_produce_kafka_python,
     "consume": _client_consume_confluent, "consume_kafka_python": _client_consume_kafka_python,
     "latency": _client_latency, "tcp_send": _client_tcp_send, "tcp_sink": _client_tcp_sink,
+    "produce_ceiling": _client_produce_ceiling, "consume_ceiling": _client_consume_ceiling,
 }

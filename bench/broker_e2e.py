@@ -14,7 +14,11 @@ never share an interpreter with the broker or the harness. Records are 100-byte 
   consume / consume_kafka_python    read every record back from offset 0 (assign, no group);
                                     rates from the first record received to the last
   tcp_baseline                      the same number of bytes through a loopback TCP socket,
-                                    sender and receiver in two processes: the ceiling
+                                    sender and receiver in two processes: the network's ceiling
+  client_ceiling                    the confluent client alone, the clients' ceiling: produce() into
+                                    librdkafka's queue with no broker listening, and consume() of
+                                    the produced topic once librdkafka holds all of it locally (the
+                                    broker idle while timed); vs_client_ceiling per workload
   latency_<rate>[_linger5]          produce at a fixed rate (acks=1, linger.ms=1, or 5) while a consumer
                                     in the same client process polls; produce-to-consume latency
                                     p50/p99/p99.9/max (HdrHistogram, microseconds)
@@ -273,6 +277,17 @@ def throughput(b: Broker, n: int, *, kafka_python_n: int, acks_all: bool = True)
     return out
 
 
+def client_ceiling(b: Broker, n: int) -> dict:
+    """What the confluent client reaches on its own in this run: produce() into librdkafka's queue
+    with no broker listening, and consume() of the `bench` topic once librdkafka has fetched all of
+    it (the broker idle while the clock runs). The throughput figures cannot exceed these."""
+    out: dict[str, Any] = {"produce": client({"op": "produce_ceiling", "bootstrap": f"127.0.0.1:{free_port()}",
+                                               "topic": "bench", "records": n})}
+    out["consume"] = client({"op": "consume_ceiling", "bootstrap": b.bootstrap, "topic": "bench", "records": n,
+                             "timeout": 30 + n / 20_000})
+    return out
+
+
 def tcp_baseline(n: int) -> dict:
     port = free_port()
     total = n * VALUE_BYTES
@@ -373,6 +388,8 @@ def run(quick: bool = False, records: int | None = None, peers: bool | None = No
                 fig["rss_idle_bytes"] = b.rss()
                 say(f"broker: throughput, {n:,} records")
                 fig["logstore"] = throughput(b, n, kafka_python_n=kp_n, acks_all=not tiny)
+                say("broker: client ceilings (the confluent client alone)")
+                fig["client_ceiling"] = client_ceiling(b, n)
                 say("broker: latency")
                 if tiny:
                     fig.update(latency(b, [(1_000, 1)], 0.3))
@@ -422,6 +439,11 @@ def _ratios(fig: dict) -> None:
         v = (ls.get(wl) or {}).get("rps")
         if v and tcp:
             ls[wl]["vs_tcp"] = v / tcp
+    ceiling = fig.get("client_ceiling") or {}
+    for wl, c in (("produce_acks1", "produce"), ("consume", "consume")):
+        v, top = (ls.get(wl) or {}).get("rps"), (ceiling.get(c) or {}).get("rps")
+        if v and top:
+            ls[wl]["vs_client_ceiling"] = v / top
     for name, pr in (fig.get("peers") or {}).items():
         for wl in ("produce_acks1", "consume"):
             ours = (ls.get(wl) or {}).get("rps")
