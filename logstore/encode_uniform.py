@@ -38,12 +38,9 @@ _lock = threading.Lock()
 
 
 def _varint(n: int) -> bytes:
-    z = (n << 1) ^ (n >> 63)
+    from .records import encode_varint  # records imports this module: import when first needed
     out = bytearray()
-    while z >= 0x80:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
+    encode_varint(n, out)
     return bytes(out)
 
 
@@ -107,7 +104,8 @@ def encode_uniform_pairs(records: Sequence[Any]) -> bytearray | None:
         parts = [None] * (4 * n + 2)
         parts[1:4 * n:4] = table[:n]
         parts[2:4 * n:4] = keys
-        parts[3:4 * n:4] = [_varint(vlen)] * n
+        vpart = _varint(vlen)  # once a batch
+        parts[3:4 * n:4] = [vpart] * n
         parts[4:4 * n + 1:4] = values
     parts[0] = bytes(HEADER_SIZE)
     parts[-1] = b"\x00"  # the last record's headerCount
@@ -118,7 +116,7 @@ def encode_uniform_pairs(records: Sequence[Any]) -> bytearray | None:
     # the exact size the table says: each prefix, key and value counted once
     expected = HEADER_SIZE + cum[n] + n * (vlen + max(klen, 0)) + 1
     if klen >= 0:
-        expected += n * len(_varint(vlen))
+        expected += n * len(vpart)
     if len(out) != expected:
         return None
     return out
