@@ -27,6 +27,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
+from .compression import compression_code
 from .errors import LogStoreError, OffsetOutOfRangeError, UnknownTopicOrPartitionError
 
 TopicPartition = tuple[str, int]
@@ -151,6 +152,7 @@ class Producer:
 
     def __init__(self, store: Any, *, partitioner: Partitioner | DefaultPartitioner | None = None,
                  batch_size: int = 16384, compression_type: str = "none"):
+        compression_code(compression_type)  # an unknown codec fails here, not at the first send
         self.store = store
         self.batch_size = batch_size
         self.compression_type = compression_type

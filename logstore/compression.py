@@ -21,11 +21,21 @@ import struct
 
 import cramjam
 
-from .errors import CorruptRecordError
+from .errors import CorruptRecordError, InvalidConfigError
 
 COMPRESSION_NONE, COMPRESSION_GZIP, COMPRESSION_SNAPPY, COMPRESSION_LZ4, COMPRESSION_ZSTD = range(5)
 COMPRESSION_CODES = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 COMPRESSION_NAMES = {v: k for k, v in COMPRESSION_CODES.items()}
+
+
+def compression_code(compression: str | int) -> int:
+    """The codec id of a compression.type name (Kafka's: none, gzip, snappy, lz4, zstd) or of an id
+    0-4; anything else is an InvalidConfigError naming the valid values, as Kafka's producer says."""
+    code = COMPRESSION_CODES.get(compression) if isinstance(compression, str) else compression
+    if type(code) is not int or code not in COMPRESSION_NAMES:
+        raise InvalidConfigError(f"Invalid value {compression!r} for configuration compression.type: "
+                                 f"String must be one of: {', '.join(COMPRESSION_CODES)}")
+    return code
 
 _U32 = struct.Struct(">I")
 _XERIAL_MAGIC = b"\x82SNAPPY\x00"

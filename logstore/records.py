@@ -51,7 +51,8 @@ import crc32c as _crc32c
 import msgspec
 
 from .compression import (COMPRESSION_CODES, COMPRESSION_GZIP, COMPRESSION_LZ4, COMPRESSION_NAMES,  # noqa: F401
-                          COMPRESSION_NONE, COMPRESSION_SNAPPY, COMPRESSION_ZSTD, compress, decompress)
+                          COMPRESSION_NONE, COMPRESSION_SNAPPY, COMPRESSION_ZSTD, compress, compression_code,
+                          decompress)
 from .encode_uniform import encode_uniform_pairs
 from .errors import CorruptRecordError, UnsupportedForMessageFormatError
 
@@ -425,7 +426,7 @@ def build_batch_buffer(
 ) -> bytearray:
     """`build_batch` into a new bytearray the caller owns (one copy fewer: `Log.append` hands it to
     `append_batches(..., copy=False)`). Unknown keywords are a TypeError, as for any function."""
-    codec = COMPRESSION_CODES[compression] if isinstance(compression, str) else int(compression)
+    codec = compression_code(compression)
     now = int(time.time() * 1000) if timestamp is None else timestamp
     if not isinstance(records, (list, tuple)):
         records = list(records)

@@ -185,3 +185,16 @@ def test_consumer_picks_up_new_partitions(store) -> None:
     store.create_partitions("t", 3)
     store.partition("t", 2).append([(None, b"p2")])
     assert [(r.partition, r.value) for r in c.poll()] == [(2, b"p2")]
+
+
+@pytest.mark.parametrize("codec", ["brotli", "GZIP", 7])
+def test_an_unknown_compression_type_is_refused_naming_the_valid_ones(tmp_path, codec):
+    """As Kafka's producer does at construction; Log.append refuses it too, appending nothing."""
+    with logstore.open(str(tmp_path / "d"), background=False) as store:
+        store.create_topic("t")
+        with pytest.raises(logstore.InvalidConfigError, match="must be one of: none, gzip, snappy, lz4, zstd"):
+            Producer(store, compression_type=codec)
+        lg = store.partition("t", 0)
+        with pytest.raises(logstore.InvalidConfigError, match=f"Invalid value {codec!r} for configuration compression.type"):
+            lg.append([(None, b"v")], compression=codec)
+        assert lg.log_end_offset == 0
