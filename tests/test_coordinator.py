@@ -128,6 +128,40 @@ def test_dead_member_is_removed_after_session_timeout(tmp_path):
     asyncio.run(main())
 
 
+def test_a_joiner_whose_connection_closes_does_not_stall_the_rebalance(tmp_path):
+    """A new member's JoinGroup is parked while the group rebalances, and its connection closes
+    (the server cancels the request's task). As in Kafka, it still counts as joined: the rebalance
+    completes as soon as the old member rejoins, and the dead one is removed after its session
+    timeout, not after the rebalance timeout (5 minutes by default) with nothing assigned."""
+    async def main():
+        store, c = await open_coordinator(tmp_path)
+        loop = asyncio.get_running_loop()
+        a = await first_join(c, client="a", session=400, rebalance=60_000)
+        await c.sync("g", 1, a.member_id, assignments={a.member_id: b"all"})
+        r = await join(c, client="b", session=400, rebalance=60_000)
+        b_task = asyncio.ensure_future(join(c, member=r.member_id, client="b", session=400, rebalance=60_000))
+        await asyncio.sleep(0.05)
+        assert c.describe("g").state == "PreparingRebalance"
+        b_task.cancel()  # what server.py does to the requests of a closed connection
+        await asyncio.sleep(0.01)
+        started = loop.time()
+        ra = await asyncio.wait_for(join(c, member=a.member_id, client="a", session=400, rebalance=60_000), 5)
+        assert ra.error == E.NONE and ra.generation == 2 and len(ra.members) == 2
+        assert loop.time() - started < 1, "the rebalance waited for the member whose connection closed"
+        await c.sync("g", 2, a.member_id, assignments={a.member_id: b"all"})
+        # b never heartbeats: its session (400 ms) ends and a third generation has a alone
+        err = E.NONE
+        while err == E.NONE and loop.time() - started < 5:
+            await asyncio.sleep(0.05)
+            err = await c.heartbeat("g", 2, a.member_id)
+        assert err == E.REBALANCE_IN_PROGRESS
+        ra = await asyncio.wait_for(join(c, member=a.member_id, client="a", session=400, rebalance=60_000), 5)
+        assert ra.generation == 3 and [m[0] for m in ra.members] == [a.member_id]
+        assert loop.time() - started < 5
+        await close(store, c)
+    asyncio.run(main())
+
+
 def test_member_that_does_not_rejoin_is_dropped_at_rebalance_timeout(tmp_path):
     async def main():
         store, c = await open_coordinator(tmp_path)

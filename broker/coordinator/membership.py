@@ -19,6 +19,8 @@ replaces itself in a Stable group.
 
 from __future__ import annotations
 
+import asyncio
+
 import logging
 import uuid
 from typing import Any, Iterable, Mapping
@@ -140,7 +142,13 @@ class MembershipMixin(RebalanceMixin):
         else:
             g.new_member_added = g.new_member_added or m.is_new
             self._maybe_complete_join(g)
-        return await fut
+        # shielded: a closed connection cancels the request's task (server.py) but not the join.
+        # As in Kafka, whose coordinator knows nothing of connections, the member still counts as
+        # joined, so the rebalance completes once the others rejoin; a dead member then misses its
+        # heartbeats and its session timeout removes it. Unshielded, the cancelled join made it a
+        # member that had not rejoined, and the group waited out the rebalance timeout (5 minutes
+        # by default) with no partition assigned to anyone.
+        return await asyncio.shield(fut)
 
     async def _replace_static(self, g: Group, old: Member, new_id: str, kw: dict[str, Any]) -> JoinResult:
         """A static member restarted: it takes over its old member id's place (and assignment);
