@@ -1,29 +1,43 @@
 """`logstore console-producer` and `logstore console-consumer`: kafka-console-producer.sh and
 kafka-console-consumer.sh.
 
-Owns: the producer's line parsing (`parse.key`, `key.separator`, `ignore.error`, `null.marker`)
-and batching (per partition, sent at `--batch-size` bytes or after 100 ms without input, keys
-partitioned as Kafka's default partitioner does), and the consumer's record formatting (Kafka's
-DefaultMessageFormatter: `print.key`, `print.timestamp`, ...), start position, optional group
-membership with periodic commits, and `--max-messages` / `--timeout-ms` stops. Over a broker they
-use `broker.admin_client` (AdminClient, GroupMember); on a --data-dir, `logstore` in-process.
+Owns: the producer's send loop (records batched per partition, a batch sent at `batch.size` bytes
+or `linger.ms` after its first record, each record on its own with `--sync`; keys partitioned as
+Kafka's default partitioner does), and the consumer's fetch loops: topic selection (`--topic` or an
+`--include` regex), start position, optional group membership with periodic commits, record
+batches checked and printed in order, and `--max-messages` / `--timeout-ms` stops. Line parsing
+(`parse.key`, `parse.headers`, ...), the record formatters (`--formatter`, `print.key`, ...) and
+the merging of `--producer-property` / `--consumer-property` / config files with the flags live
+in `console_props`. Over a broker they use `broker.admin_client` (AdminClient, GroupMember); on a
+--data-dir, `logstore` in-process.
 
 Invariants: stdout carries only record output (the consumer writes bytes, unmodified); the
-consumer's summary `Processed a total of N messages` goes to stderr once consuming started;
-records before a bad producer input line are sent before the error is reported, as Kafka does;
-SIGINT / SIGTERM stop the consumer cleanly (it commits and leaves its group).
+consumer's summary `Processed a total of N messages` goes to stderr once consuming started, also
+when it stops on an error (then before the error line); records before a bad producer input line
+are sent before the error is reported, as Kafka does; a record batch that fails its checks stops
+the consumer after the records before it were printed, with an error naming the topic-partition
+and the batch's offset; SIGINT / SIGTERM stop the consumer cleanly (it commits and leaves its
+group).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
-from .backends import DirBackend, topic_partitions
+from .backends import DirBackend
 from .common import ToolError, add_target, parse_props, run_tool, target, tool_parser
+from .console_props import (INTERNAL_TOPICS, ConsumerSettings, consumer_settings, invalid_topic_message,
+                            invalid_topic_reason, line_reader, make_formatter, producer_settings, reader_props)
+
+
+def _missing_topic(topic: str) -> ToolError:
+    """The error for a topic that is not there: Kafka's reason when the name itself is illegal."""
+    return ToolError(invalid_topic_message(topic) if invalid_topic_reason(topic) else f"Topic '{topic}' does not exist")
 
 
 def _open_topic_store(path: str, topic: str) -> Any:
@@ -31,60 +45,63 @@ def _open_topic_store(path: str, topic: str) -> Any:
     store = DirBackend(path).store
     if not store.has_topic(topic):
         store.close()
-        raise ToolError(f"Topic '{topic}' does not exist")
+        raise _missing_topic(topic)
     return store
 
 
+def _warn_ignored(what: str, keys: list[str]) -> None:
+    if keys:
+        sys.stderr.write(f"WARN {what} properties this tool does not use were ignored: {', '.join(keys)}\n")
+
+
 # -- console producer ------------------------------------------------------------------------
+
+_READER_HELP = ("line reader properties (KEY=VALUE, repeatable): parse.key=false, key.separator=\\t, "
+                "parse.headers=false, headers.delimiter=\\t, headers.separator=, (a regex), "
+                "headers.key.separator=:, ignore.error=false, null.marker (a key, value or header value equal "
+                "to it is null). A line is [h1:v1,h2:v2<headers.delimiter>][key<key.separator>]value")
+
 
 def add_console_producer_parser(sub: Any) -> None:
     """Register `console-producer` on the `logstore` command's subparsers."""
     p = tool_parser(sub, "console-producer", "produce lines of stdin (kafka-console-producer.sh)",
                     "Read lines from stdin and produce each as a record; same flags as kafka-console-producer.sh.")
     add_target(p)
+    p.add_argument("--broker-list", metavar="HOST:PORT",
+                   help="DEPRECATED, use --bootstrap-server instead; ignored if --bootstrap-server is specified")
     p.add_argument("--topic", required=True, help="the topic to produce to")
-    p.add_argument("--property", action="append", metavar="KEY=VALUE",
-                   help="parse.key, key.separator (default TAB), ignore.error, null.marker")
-    p.add_argument("--request-required-acks", default="-1", help="acks: -1/all (default), 1 or 0")
+    p.add_argument("--property", action="append", metavar="KEY=VALUE", help=_READER_HELP)
+    p.add_argument("--reader-config", metavar="FILE",
+                   help="line reader properties file; --property takes precedence over it")
+    p.add_argument("--sync", action="store_true",
+                   help="send each record on its own as it arrives and wait for the broker's answer")
+    p.add_argument("--timeout", type=int, default=None, metavar="MS",
+                   help="linger.ms: the longest a record waits for more to fill its batch (default 1000)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="BYTES",
+                   help="batch.size: a partition's batch is sent once it holds this many bytes (default 16384)")
+    p.add_argument("--request-required-acks", default=None, metavar="ACKS",
+                   help="acks: -1 or all (default), 1, or 0 (no answer awaited)")
+    p.add_argument("--max-block-ms", type=int, default=None, metavar="MS",
+                   help="max.block.ms: how long to wait for the topic's partitions to be available (default 60000)")
     p.add_argument("--compression-codec", nargs="?", const="gzip", default="none",
-                   choices=["none", "gzip", "snappy", "lz4", "zstd"], help="compress batches (default none)")
-    p.add_argument("--batch-size", type=int, default=16384, help="bytes per batch (default 16384)")
-    p.add_argument("--producer-property", action="append", metavar="KEY=VALUE", help="accepted and ignored")
+                   choices=["none", "gzip", "snappy", "lz4", "zstd"],
+                   help="compress batches: none (default), gzip (without a value), snappy, lz4 or zstd")
+    p.add_argument("--producer-property", action="append", metavar="KEY=VALUE",
+                   help="producer configs: acks, linger.ms, batch.size, max.block.ms and client.id are used "
+                        "(an explicit flag above wins); any other is reported on stderr as ignored")
+    p.add_argument("--producer.config", dest="producer_config", metavar="FILE",
+                   help="producer configs file; --producer-property takes precedence over it")
     p.set_defaults(func=lambda args: run_tool(_cmd_console_producer, args, "ERROR "))
 
 
-def _line_reader(props: dict[str, str]) -> Callable[[int, str], tuple[bytes | None, bytes | None]]:
-    parse_key = props.get("parse.key", "false").strip().lower() == "true"
-    sep = props.get("key.separator", "\t")
-    ignore_error = props.get("ignore.error", "false").strip().lower() == "true"
-    null_marker = props.get("null.marker")
-    if null_marker is not None and null_marker == sep:
-        raise ToolError("null.marker and key.separator may not be equal")
-
-    def parse(lineno: int, line: str) -> tuple[bytes | None, bytes | None]:
-        key = None
-        value = line
-        if parse_key:
-            i = line.find(sep)
-            if i < 0:
-                if not ignore_error:
-                    raise ToolError(f"No key separator found on line number {lineno}: '{line}'")
-            else:
-                key, value = line[:i], line[i + len(sep):]
-        k = None if key is None or key == null_marker else key.encode()
-        v = None if value == null_marker else value.encode()
-        return k, v
-
-    return parse
-
-
-def _stdin_lines() -> Iterator[str | None]:
-    """Lines of stdin as they arrive; None when none arrived for 100 ms (time to send)."""
+def _stdin_lines(tick: float) -> Iterator[str | None]:
+    """Lines of stdin as they arrive; None when none arrived for `tick` seconds (time to check
+    whether a batch lingered long enough)."""
     import select
     fd = sys.stdin.fileno()
     buf = b""
     while True:
-        ready, _, _ = select.select([fd], [], [], 0.1)
+        ready, _, _ = select.select([fd], [], [], tick)
         if not ready:
             yield None
             continue
@@ -99,70 +116,85 @@ def _stdin_lines() -> Iterator[str | None]:
             yield ln.decode("utf-8", "replace").rstrip("\r")
 
 
+def _producer_partitions(client: Any, topic: str, max_block_ms: int) -> int:
+    """The partition count of `topic` from the broker (auto-creating it if the broker does),
+    waiting up to max.block.ms for its partitions to be available."""
+    from ..admin_client import KafkaError
+    deadline = time.monotonic() + max_block_ms / 1000
+    while True:
+        md = client.request(3, {"topics": [{"name": topic}], "allow_auto_topic_creation": True})
+        t = next((t for t in md.topics if t.name == topic), None)
+        code = int(getattr(t.error_code, "value", t.error_code)) if t is not None else 3
+        if code == 0 and t.partitions:
+            return len(t.partitions)
+        if code == 3:
+            raise ToolError(f"Topic '{topic}' does not exist")
+        if code == 17:  # INVALID_TOPIC_EXCEPTION: say which topic and why, as Kafka's client does
+            raise ToolError(invalid_topic_message(topic))
+        if code not in (0, 5):  # LEADER_NOT_AVAILABLE right after auto-creation: retry
+            raise KafkaError(code, where=f" (metadata of topic {topic})")
+        if time.monotonic() >= deadline:
+            raise ToolError(f"Topic {topic} not present in metadata after {max_block_ms} ms.")
+        time.sleep(0.1)
+
+
 def _cmd_console_producer(args: argparse.Namespace) -> int:
     from logstore import records as R
     from logstore.client import DefaultPartitioner
-    props = parse_props(args.property, "--property")
-    parse = _line_reader(props)
-    acks = {"all": -1, "-1": -1, "1": 1, "0": 0}.get(str(args.request_required_acks).strip().lower())
-    if acks is None:
-        raise ToolError(f"invalid --request-required-acks {args.request_required_acks!r}: use -1, all, 1 or 0")
+    if not args.bootstrap_server and args.broker_list:
+        args.bootstrap_server = args.broker_list  # --broker-list: the deprecated name, still accepted
+    cfg = producer_settings(args)
+    parse = line_reader(reader_props(args))
     bs, dd = target(args)
     store = client = None
-    if dd:
-        store = _open_topic_store(dd, args.topic)
-        nparts = store.topic(args.topic).partitions
-    else:
-        from ..admin_client import AdminClient, KafkaError
-        client = AdminClient(bs, client_id="console-producer", timeout=args.command_timeout)
-        nparts = 0
-        for _ in range(50):
-            md = client.request(3, {"topics": [{"name": args.topic}], "allow_auto_topic_creation": True})
-            t = next((t for t in md.topics if t.name == args.topic), None)
-            code = int(getattr(t.error_code, "value", t.error_code)) if t is not None else 3
-            if code == 0 and t.partitions:
-                nparts = len(t.partitions)
-                break
-            if code not in (5,):  # LEADER_NOT_AVAILABLE right after auto-creation: retry
-                client.close()
-                raise ToolError(f"Topic '{args.topic}' does not exist" if code == 3 else str(KafkaError(code)))
-            time.sleep(0.1)
-    partitioner = DefaultPartitioner(args.batch_size)
-    pending: dict[int, list] = {}
-    sizes: dict[int, int] = {}
-
-    def send(p: int) -> None:
-        recs = pending.pop(p, None)
-        sizes.pop(p, None)
-        if not recs:
-            return
-        if store is not None:
-            store.partition(args.topic, p).append(recs, compression=args.compression_codec)
-        else:
-            batch = R.build_batch(recs, compression=args.compression_codec)
-            client.produce(args.topic, p, batch, acks=acks)  # type: ignore[union-attr]
-
     try:
+        if dd:
+            store = _open_topic_store(dd, args.topic)
+            nparts = store.topic(args.topic).partitions
+        else:
+            from ..admin_client import AdminClient
+            client = AdminClient(bs, client_id=cfg.client_id, timeout=args.command_timeout)
+            nparts = _producer_partitions(client, args.topic, cfg.max_block_ms)
+        _warn_ignored("Producer", cfg.ignored)
+        partitioner = DefaultPartitioner(cfg.batch_size)
+        pending: dict[int, list] = {}
+        sizes: dict[int, int] = {}
+        first: dict[int, float] = {}  # partition -> when its pending batch got its first record
+        linger = cfg.linger_ms / 1000
+
+        def send(p: int) -> None:
+            recs = pending.pop(p, None)
+            sizes.pop(p, None)
+            first.pop(p, None)
+            if not recs:
+                return
+            if store is not None:
+                store.partition(args.topic, p).append(recs, compression=args.compression_codec)
+            else:
+                batch = R.build_batch(recs, compression=args.compression_codec)
+                client.produce(args.topic, p, batch, acks=cfg.acks)  # type: ignore[union-attr]
+
         lineno = 0
-        for line in _stdin_lines():
-            if line is None:
-                for p in list(pending):
+        for line in _stdin_lines(min(0.1, linger) if linger > 0 else 0.1):
+            if line is not None:
+                lineno += 1
+                try:
+                    k, v, hs = parse(lineno, line)
+                except ToolError:
+                    for p in list(pending):  # what came before the bad line is sent, as Kafka's does
+                        send(p)
+                    raise
+                p = partitioner.partition(args.topic, k, nparts)
+                size = len(k or b"") + len(v or b"") + sum(len(hk) + len(hv or b"") + 2 for hk, hv in hs) + 16
+                if k is None:
+                    partitioner.on_append(args.topic, p, size)
+                pending.setdefault(p, []).append((k, v, hs))
+                first.setdefault(p, time.monotonic())
+                sizes[p] = sizes.get(p, 0) + size
+                if args.sync or sizes[p] >= cfg.batch_size:
                     send(p)
-                continue
-            lineno += 1
-            try:
-                k, v = parse(lineno, line)
-            except ToolError:
-                for p in list(pending):  # what came before the bad line is sent, as Kafka's does
-                    send(p)
-                raise
-            p = partitioner.partition(args.topic, k, nparts)
-            size = len(k or b"") + len(v or b"") + 16
-            if k is None:
-                partitioner.on_append(args.topic, p, size)
-            pending.setdefault(p, []).append((k, v))
-            sizes[p] = sizes.get(p, 0) + size
-            if sizes[p] >= args.batch_size:
+            now = time.monotonic()
+            for p in [p for p, t0 in first.items() if now - t0 >= linger]:
                 send(p)
         for p in list(pending):
             send(p)
@@ -176,149 +208,341 @@ def _cmd_console_producer(args: argparse.Namespace) -> int:
 
 # -- console consumer ------------------------------------------------------------------------
 
+_FORMATTER_HELP = ("formatter properties (KEY=VALUE, repeatable): print.key, print.timestamp, print.offset, "
+                   "print.partition, print.headers, print.value (true|false), key.separator, line.separator, "
+                   "headers.separator, null.literal")
+
+
 def add_console_consumer_parser(sub: Any) -> None:
     """Register `console-consumer` on the `logstore` command's subparsers."""
     p = tool_parser(sub, "console-consumer", "print records of a topic (kafka-console-consumer.sh)",
-                    "Consume a topic and print each record; same flags and output as kafka-console-consumer.sh.")
+                    "Consume a topic and print each record; same flags and output as kafka-console-consumer.sh. "
+                    "Exactly one of --topic and --include is required.")
     add_target(p)
-    p.add_argument("--topic", required=True, help="the topic to consume")
+    p.add_argument("--topic", help="the topic to consume")
+    p.add_argument("--include", metavar="REGEX",
+                   help="consume every topic whose whole name matches this regular expression (internal topics "
+                        "excluded unless exclude.internal.topics=false); new matching topics are picked up")
+    p.add_argument("--whitelist", metavar="REGEX", help="DEPRECATED, use --include instead; ignored if --include "
+                                                        "is specified")
     p.add_argument("--from-beginning", action="store_true",
                    help="without a committed offset, start at the earliest record instead of the end")
     p.add_argument("--group", help="consumer group: join it, resume from and commit its offsets")
-    p.add_argument("--partition", type=int, help="consume only this partition (no group)")
-    p.add_argument("--offset", default=None, help="with --partition: earliest, latest or an offset")
+    p.add_argument("--partition", type=int, help="consume only this partition of --topic (no group)")
+    p.add_argument("--offset", default=None, help="with --partition: earliest, latest (default) or an offset")
     p.add_argument("--max-messages", type=int, default=None, help="exit after this many records")
     p.add_argument("--timeout-ms", type=int, default=None, help="exit when no record came for this long")
-    p.add_argument("--property", action="append", metavar="KEY=VALUE",
-                   help="print.key, print.timestamp, print.offset, print.partition, print.headers, print.value, "
-                        "key.separator, line.separator, headers.separator, null.literal")
-    p.add_argument("--consumer-property", action="append", metavar="KEY=VALUE", help="accepted and ignored")
-    p.add_argument("--isolation-level", default="read_uncommitted", help="accepted; read_uncommitted is what is served")
+    p.add_argument("--formatter", default="kafka.tools.DefaultMessageFormatter", metavar="CLASS",
+                   help="kafka.tools.DefaultMessageFormatter (default; also accepted as "
+                        "org.apache.kafka.tools.consumer.DefaultMessageFormatter) or "
+                        "kafka.tools.NoOpMessageFormatter (prints nothing); other classes are refused")
+    p.add_argument("--property", action="append", metavar="KEY=VALUE", help=_FORMATTER_HELP)
+    p.add_argument("--skip-message-on-error", action="store_true",
+                   help="skip a record the formatter fails on instead of stopping (as in Kafka this does not "
+                        "cover a corrupt record batch, which always stops the consumer)")
+    p.add_argument("--consumer-property", action="append", metavar="KEY=VALUE",
+                   help="consumer configs: group.id (as --group), auto.offset.reset (earliest|latest|none), "
+                        "client.id, enable.auto.commit, auto.commit.interval.ms, exclude.internal.topics, "
+                        "isolation.level; any other is reported on stderr as ignored")
+    p.add_argument("--consumer.config", dest="consumer_config", metavar="FILE",
+                   help="consumer configs file; --consumer-property takes precedence over it")
+    p.add_argument("--isolation-level", default=None,
+                   help="read_uncommitted (default) or read_committed; accepted, read_uncommitted is what is served")
     p.set_defaults(func=lambda args: run_tool(_cmd_console_consumer, args, "ERROR "))
 
 
-class _Formatter:
-    """Kafka's DefaultMessageFormatter."""
+class _Run:
+    """A consumer run's output and stop conditions: the records written, --max-messages,
+    --timeout-ms (from the last record, or from the start) and SIGINT / SIGTERM."""
 
-    def __init__(self, props: dict[str, str]):
-        def flag(k: str, default: bool) -> bool:
-            return props.get(k, "true" if default else "false").strip().lower() == "true"
+    def __init__(self, fmt: Any, limit: int | None, timeout_ms: int | None):
+        self.fmt = fmt
+        self.limit = limit
+        self.timeout = None if timeout_ms is None or timeout_ms < 0 else timeout_ms / 1000
+        self.out = sys.stdout.buffer
+        self.count = 0
+        self.stopped = False
+        self.started = False  # consuming began: the summary is printed at the end
+        self.last_data = time.monotonic()
 
-        self.ts, self.key, self.offset = flag("print.timestamp", False), flag("print.key", False), flag("print.offset", False)
-        self.partition, self.headers, self.value = flag("print.partition", False), flag("print.headers", False), flag("print.value", True)
-        self.key_sep = props.get("key.separator", "\t").encode()
-        self.line_sep = props.get("line.separator", "\n").encode()
-        self.headers_sep = props.get("headers.separator", ",").encode()
-        self.null = props.get("null.literal", "null").encode()
+    def full(self) -> bool:
+        return self.limit is not None and self.count >= self.limit
 
-    def format(self, partition: int, offset: int, ts_type: str, ts: int, key: bytes | None, value: bytes | None,
-               headers: list) -> bytes:
-        cols: list[bytes] = []
-        if self.ts:
-            cols.append(f"{ts_type}:{ts}".encode())
-        if self.partition:
-            cols.append(f"Partition:{partition}".encode())
-        if self.offset:
-            cols.append(f"Offset:{offset}".encode())
-        if self.headers:
-            if not headers:
-                cols.append(b"NO_HEADERS")
-            else:
-                cols.append(self.headers_sep.join(k.encode() + b":" + (v if v is not None else self.null)
-                                                  for k, v in headers))
-        if self.key:
-            cols.append(key if key is not None else self.null)
-        out = self.key_sep.join(cols)
-        if self.value:
-            if cols:
-                out += self.key_sep
-            out += (value if value is not None else self.null) + self.line_sep
-        elif cols:
-            out += self.line_sep
-        return out
+    def idle_left(self) -> float:
+        """Seconds until --timeout-ms expires (a large number without it)."""
+        if self.timeout is None:
+            return 3600.0
+        return max(0.0, self.timeout - (time.monotonic() - self.last_data))
+
+    def done(self) -> bool:
+        return self.stopped or self.full() or (self.timeout is not None and self.idle_left() <= 0)
+
+    def write(self, partition: int, ts_type: str, rec: Any) -> None:
+        self.out.write(self.fmt.format(partition, rec.offset, ts_type, rec.timestamp, rec.key, rec.value, rec.headers))
+        self.count += 1
+
+
+def _invalid_batch(tp: tuple[str, int], offset: int, cause: Any, in_file: bool) -> ToolError:
+    """Kafka's consumer error for a batch that fails its checks. Over a broker, a position in
+    the cause is one in the fetch response, meaningless to the user, so it is left out."""
+    text = str(cause)
+    if not in_file:
+        text = re.sub(r" at position \d+", "", text, count=1)
+    return ToolError(f"Record batch for partition {tp[0]}-{tp[1]} at offset {offset} is invalid, cause: {text}")
+
+
+def _emit_batches(run: _Run, tp: tuple[str, int], data: bytes, pos: int, *, path: str | None = None,
+                  base: int = 0) -> int:
+    """Write the records at offsets >= `pos` of the record batches in `data` (read for `tp` at
+    position `pos`; from file `path` at position `base` when read from a log dir), in order, up to
+    --max-messages; returns the next position. A batch that fails its checks (CRC, header,
+    decoding) raises ToolError naming tp and its offset, after the records before it were written."""
+    from logstore import records as R
+    found = False
+    for bpos, h in R.iter_headers(data):
+        found = True
+        if h.last_offset < pos:
+            continue
+        if not h.is_control:
+            try:
+                recs = R.decode_batch(data, bpos, path=path, base=base)
+            except Exception as e:  # noqa: BLE001 - whatever fails in decoding makes this batch invalid
+                raise _invalid_batch(tp, h.base_offset, e, path is not None) from None
+            ts_type = "LogAppendTime" if h.log_append_time else "CreateTime"
+            for rec in recs:
+                if rec.offset < pos:
+                    continue
+                if run.full():
+                    return pos
+                run.write(tp[1], ts_type, rec)
+                pos = rec.offset + 1
+        pos = max(pos, h.last_offset + 1)
+    if not found and data:  # not even one whole batch: its header is garbage or it is cut short
+        where = f" at position {base} of {path}" if path else ""
+        cause = f"batch is truncated to {len(data)} bytes{where}"
+        if len(data) >= R.HEADER_SIZE:
+            h = R.read_header(data, 0)
+            try:
+                R.check_header(h, where=where, position=base, path=path)
+            except Exception as e:  # noqa: BLE001
+                cause = str(e)
+            pos = h.base_offset if h.base_offset >= 0 else pos
+        raise _invalid_batch(tp, pos, cause, path is not None)
+    return pos
+
+
+def _no_reset(tps: list[tuple[str, int]]) -> ToolError:
+    return ToolError("Undefined offset with no reset policy for partitions: ["
+                     + ", ".join(f"{t}-{p}" for t, p in sorted(tps)) + "]")
+
+
+def _out_of_range(tp: tuple[str, int], pos: int) -> ToolError:
+    return ToolError(f"Offsets out of range with no configured reset policy for partitions: {{{tp[0]}-{tp[1]}={pos}}}")
 
 
 def _cmd_console_consumer(args: argparse.Namespace) -> int:
     import signal
-    from logstore import records as R
-    props = parse_props(args.property, "--property")
-    fmt = _Formatter(props)
-    bs, dd = target(args)
-    if args.group and args.partition is not None:
-        raise ToolError("Options group and partition cannot be specified together.")
-    if args.offset is not None and args.partition is None:
+    include = args.include if args.include is not None else args.whitelist
+    if (args.topic is None) == (include is None):
+        raise ToolError("Exactly one of include/topic is required.")
+    if args.partition is not None:
+        if args.topic is None:
+            raise ToolError("The topic is required when partition is specified.")
+        if args.from_beginning and args.offset is not None:
+            raise ToolError("Options from-beginning and offset cannot be specified together.")
+    elif args.offset is not None:
         raise ToolError("The partition is required when offset is specified.")
-    if args.offset is not None and args.from_beginning:
-        raise ToolError("Options from-beginning and offset cannot be specified together.")
-    if args.offset not in (None, "earliest", "latest"):
-        _offset_arg(args.offset)  # a bad value is reported before anything is opened, as Kafka's tool does
-    stop = {"flag": False}
+    cfg = consumer_settings(args)
+    if args.offset is not None:
+        if args.offset.lower() in ("earliest", "latest"):
+            args.offset = args.offset.lower()
+        else:
+            _offset_arg(args.offset)  # a bad value is reported before anything is opened, as Kafka's tool does
+    pattern = None
+    if include is not None:
+        try:
+            pattern = re.compile(include)
+        except re.error as e:
+            raise ToolError(f"Invalid regular expression '{include}' for --include: {e}") from None
+    props = parse_props(args.property, "--property")
+    run = _Run(make_formatter(cfg.formatter, props), args.max_messages, args.timeout_ms)
+    bs, dd = target(args)
+    _warn_ignored("Consumer", cfg.ignored)
 
     def _stop(_sig: int, _frm: Any) -> None:
-        stop["flag"] = True
+        run.stopped = True
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    out = sys.stdout.buffer
-    count = 0
-    limit = args.max_messages
-    last_data = time.monotonic()
-    timeout = None if args.timeout_ms is None else args.timeout_ms / 1000
-
-    def done() -> bool:
-        return stop["flag"] or (limit is not None and count >= limit) or \
-            (timeout is not None and time.monotonic() - last_data >= timeout)
-
-    if dd:
-        import logstore
-        store = _open_topic_store(dd, args.topic)
-        try:
-            c = logstore.Consumer(store, args.topic, group_id=args.group,
-                                  auto_offset_reset="earliest" if args.from_beginning else "latest")
-            if args.partition is not None:
-                c.topics = []
-                c._positions = {tp: o for tp, o in c._positions.items() if tp[1] == args.partition}
-                if not c._positions:
-                    raise ToolError(f"topic '{args.topic}' has no partition {args.partition}")
-                _seek_embedded(c, (args.topic, args.partition), args.offset)
-            last_data = time.monotonic()  # --timeout-ms counts from when consuming starts
-            while not done():
-                recs = c.poll(timeout=0.2, max_records=None if limit is None else limit - count)
-                for r in recs:
-                    out.write(fmt.format(r.partition, r.offset, "CreateTime", r.timestamp, r.key, r.value, r.headers))
-                    count += 1
-                if recs:
-                    out.flush()
-                    last_data = time.monotonic()
-                    if args.group:
-                        c.commit()
-            c.close()
-        finally:
-            store.close()
-        sys.stderr.write(f"Processed a total of {count} messages\n")
-        return 0
-
-    from ..admin_client import EARLIEST, LATEST, AdminClient, GroupMember, KafkaError
-    client = AdminClient(bs, client_id="console-consumer", timeout=args.command_timeout)
-    member = None
-    started = False
     try:
-        all_tps = [(args.topic, p[0]) for p in topic_partitions(client, args.topic)]
-        positions: dict[tuple[str, int], int] = {}
-        reset = EARLIEST if args.from_beginning else LATEST
+        if dd:
+            _consume_dir(args, cfg, run, dd, pattern)
+        else:
+            _consume_broker(args, cfg, run, bs or "", pattern)
+    finally:
+        if run.started:
+            sys.stderr.write(f"Processed a total of {run.count} messages\n")
+    return 0
 
-        def assign(tps: list[tuple[str, int]]) -> None:
-            positions.clear()
-            committed = client.offset_fetch(args.group, tps) if args.group else {}
+
+def _matching(pattern: re.Pattern[str], names: Any, cfg: ConsumerSettings, internal: Any = ()) -> list[str]:
+    """The topics an --include pattern subscribes to: whole-name matches, internal ones left out
+    unless exclude.internal.topics=false."""
+    return sorted(t for t in names if pattern.fullmatch(t)
+                  and not (cfg.exclude_internal and (t in INTERNAL_TOPICS or t in internal)))
+
+
+def _consume_dir(args: argparse.Namespace, cfg: ConsumerSettings, run: _Run, dd: str,
+                 pattern: re.Pattern[str] | None) -> None:
+    """Consume from a log dir opened in-process (exclusively: nothing else appends meanwhile)."""
+    from logstore.errors import CorruptRecordError, OffsetOutOfRangeError
+    store = DirBackend(dd).store
+    gos = None
+    positions: dict[tuple[str, int], int] = {}
+    committed_pos: dict[tuple[str, int], int] = {}
+
+    def commit() -> None:
+        nonlocal committed_pos
+        if gos is not None and cfg.auto_commit and positions and positions != committed_pos:
+            gos.commit(cfg.group, dict(positions))
+            committed_pos = dict(positions)
+
+    def reset(tp: tuple[str, int], policy: str) -> int:
+        lg = store.partition(*tp)
+        return lg.log_start_offset if policy == "earliest" else lg.log_end_offset
+
+    try:
+        if pattern is not None:
+            topics = _matching(pattern, store.topics(), cfg)
+        elif not store.has_topic(args.topic):
+            raise _missing_topic(args.topic)
+        else:
+            topics = [args.topic]
+        tps = [(t, p) for t in topics for p in range(store.topic(t).partitions)]
+        if args.partition is not None:
+            tp = (args.topic, args.partition)
+            if tp not in tps:
+                raise ToolError(f"topic '{args.topic}' has no partition {args.partition}")
+            run.started = True
+            off = args.offset
+            if off is None or off == "latest":
+                positions[tp] = reset(tp, "earliest" if args.from_beginning else "latest")
+            elif off == "earliest":
+                positions[tp] = reset(tp, "earliest")
+            else:
+                positions[tp] = _offset_arg(off)
+        else:
+            run.started = True
+            if cfg.group:
+                from logstore.client import group_offsets
+                gos = group_offsets(store)
+            committed = {tp: om.offset for tp, om in gos.fetch(cfg.group, tps).items()} if gos is not None else {}
             missing = [tp for tp in tps if tp not in committed]
-            start = client.list_offsets(missing, reset) if missing else {}
+            if missing and cfg.reset == "none":
+                raise _no_reset(missing)
             for tp in tps:
-                positions[tp] = committed.get(tp, start.get(tp, 0))
+                positions[tp] = committed[tp] if tp in committed else reset(tp, cfg.reset)
+            committed_pos = dict(positions)
+        run.last_data = time.monotonic()  # --timeout-ms counts from when consuming starts
+        while not run.done():
+            before = run.count
+            for tp in sorted(positions):
+                if run.full():
+                    break
+                lg = store.partition(*tp)
+                pos = positions[tp]
+                if pos == lg.log_end_offset:
+                    continue
+                try:
+                    s = lg.read_slice(pos, 1 << 20)
+                except OffsetOutOfRangeError:  # below the log start or past the end: reset, as Kafka does
+                    if cfg.reset == "none":
+                        raise _out_of_range(tp, pos) from None
+                    positions[tp] = reset(tp, cfg.reset)
+                    continue
+                except CorruptRecordError as e:
+                    raise _invalid_batch(tp, pos, e, True) from None
+                positions[tp] = _emit_batches(run, tp, s.read(), pos, path=s.path, base=s.position)
+            if run.count > before:
+                run.out.flush()
+                run.last_data = time.monotonic()
+                commit()
+            elif not run.done():
+                time.sleep(min(0.2, run.idle_left()))
+        commit()
+    except BaseException:
+        try:
+            run.out.flush()
+            commit()  # as Kafka's consumer does on close: what was printed counts as consumed
+        except Exception:  # noqa: BLE001 - the error being raised is the one to report
+            pass
+        raise
+    finally:
+        store.close()
 
+
+def _consume_broker(args: argparse.Namespace, cfg: ConsumerSettings, run: _Run, bs: str,
+                    pattern: re.Pattern[str] | None) -> None:
+    """Consume through a broker: a group member (range assignor) with --group / group.id, else
+    every partition of the topics (or the one --partition) assigned by hand."""
+    from ..admin_client import EARLIEST, LATEST, AdminClient, GroupMember, KafkaError
+    client = AdminClient(bs, client_id=cfg.client_id, timeout=args.command_timeout)
+    member = None
+    positions: dict[tuple[str, int], int] = {}
+    committed_pos: dict[tuple[str, int], int] = {}
+    reset_ts = {"earliest": EARLIEST, "latest": LATEST}.get(cfg.reset)
+
+    def subscribed() -> tuple[list[str], list[tuple[str, int]]]:
+        """The topics consumed and their partitions, from the broker's metadata."""
+        if pattern is None:
+            md = client.metadata([args.topic])["topics"]
+            topics = [args.topic]
+        else:
+            md = client.metadata()["topics"]
+            topics = _matching(pattern, [t for t, v in md.items() if not v["error"]], cfg,
+                               {t for t, v in md.items() if v["internal"]})
+        tps = []
+        for t in topics:
+            v = md.get(t)
+            if v is None or v["error"] == 3:
+                raise ToolError(f"Topic '{t}' does not exist")
+            if v["error"] == 17:
+                raise ToolError(invalid_topic_message(t))
+            if v["error"]:
+                raise KafkaError(v["error"], where=f" (metadata of topic {t})")
+            tps += [(t, part[0]) for part in v["partitions"]]
+        return topics, tps
+
+    def starts(tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Where partitions without a committed offset start: auto.offset.reset."""
+        if not tps:
+            return {}
+        if reset_ts is None:
+            raise _no_reset(tps)
+        return client.list_offsets(tps, reset_ts)
+
+    def assign(tps: list[tuple[str, int]]) -> None:
+        nonlocal committed_pos
+        positions.clear()
+        committed = client.offset_fetch(cfg.group, tps) if cfg.group and tps else {}
+        start = starts([tp for tp in tps if tp not in committed])
+        for tp in tps:
+            positions[tp] = committed.get(tp, start.get(tp, 0))
+        committed_pos = dict(positions)
+
+    def commit(force: bool = False) -> None:
+        nonlocal committed_pos
+        if member is not None and cfg.auto_commit and positions != committed_pos and (force or member.member_id):
+            member.commit(positions)
+            committed_pos = dict(positions)
+
+    try:
+        topics, all_tps = subscribed()
         if args.partition is not None:
             tp = (args.topic, args.partition)
             if tp not in all_tps:
                 raise ToolError(f"topic '{args.topic}' has no partition {args.partition}")
+            run.started = True
             off = args.offset
             if off is None or off == "latest":
                 positions[tp] = client.list_offsets([tp], EARLIEST if args.from_beginning else LATEST)[tp]
@@ -326,85 +550,82 @@ def _cmd_console_consumer(args: argparse.Namespace) -> int:
                 positions[tp] = client.list_offsets([tp], EARLIEST)[tp]
             else:
                 positions[tp] = _offset_arg(off)
-        elif args.group:
-            member = GroupMember(client, args.group, [args.topic])
-            assign(member.join())
         else:
-            assign(all_tps)
-        started = True
-        last_hb = last_commit = last_data = time.monotonic()
-        committed_pos: dict[tuple[str, int], int] = dict(positions)
-        while not done():
-            if member is not None and time.monotonic() - last_hb >= 3:
-                last_hb = time.monotonic()
-                if not member.heartbeat():
-                    if positions != committed_pos:
-                        try:
-                            member.commit(positions)
-                        except KafkaError:
-                            pass
+            run.started = True
+            if cfg.group:
+                if topics:
+                    member = GroupMember(client, cfg.group, topics)
                     assign(member.join())
-                    committed_pos = dict(positions)
+            else:
+                assign(all_tps)
+        last_hb = last_commit = last_refresh = run.last_data = time.monotonic()
+        while not run.done():
+            now = time.monotonic()
+            if pattern is not None and now - last_refresh >= 5:  # a pattern picks up new topics
+                last_refresh = now
+                new_topics, new_tps = subscribed()
+                if set(new_tps) != set(all_tps):
+                    topics, all_tps = new_topics, new_tps
+                    if cfg.group:
+                        commit()
+                        if member is None:
+                            member = GroupMember(client, cfg.group, topics)
+                        member.topics = topics
+                        assign(member.join())
+                        last_hb = time.monotonic()
+                    else:
+                        kept = {tp: positions[tp] for tp in new_tps if tp in positions}
+                        kept.update(starts([tp for tp in new_tps if tp not in positions]))
+                        positions.clear()
+                        positions.update(kept)
+                    continue
+            if member is not None and now - last_hb >= 3:
+                last_hb = now
+                if not member.heartbeat():
+                    try:
+                        commit(force=True)
+                    except KafkaError:
+                        pass
+                    assign(member.join())
                     continue
             if not positions:
-                time.sleep(0.2)
+                time.sleep(min(0.2, run.idle_left()))
                 continue
-            wait = 200 if timeout is None else max(0, min(200, int((timeout - (time.monotonic() - last_data)) * 1000)))
+            wait = max(0, min(200, int(run.idle_left() * 1000)))
             res = client.fetch(positions, max_wait_ms=wait)
-            got = False
+            before = run.count
             for tp, (code, _hw, data) in sorted(res.items()):
+                if run.full():
+                    break
                 if code == 1:  # OFFSET_OUT_OF_RANGE: reset as the consumer would
-                    positions[tp] = client.list_offsets([tp], reset)[tp]
+                    if reset_ts is None:
+                        raise _out_of_range(tp, positions[tp])
+                    positions[tp] = client.list_offsets([tp], reset_ts)[tp]
                     continue
                 if code:
                     raise KafkaError(code, where=f" (fetching {tp[0]}-{tp[1]})")
-                pos = positions[tp]
-                for bpos, h in R.iter_headers(data):
-                    if h.is_control or h.last_offset < pos:
-                        continue
-                    ts_type = "LogAppendTime" if h.log_append_time else "CreateTime"
-                    for rec in R.decode_batch(data, bpos):
-                        if rec.offset < pos:
-                            continue
-                        if limit is not None and count >= limit:
-                            break
-                        out.write(fmt.format(tp[1], rec.offset, ts_type, rec.timestamp, rec.key, rec.value, rec.headers))
-                        count += 1
-                        positions[tp] = rec.offset + 1
-                        got = True
-                    else:
-                        positions[tp] = max(positions[tp], h.last_offset + 1)
-                        continue
-                    break
-            if got:
-                out.flush()
-                last_data = time.monotonic()
-            if member is not None and time.monotonic() - last_commit >= 5 and positions != committed_pos:
-                member.commit(positions)
-                committed_pos = dict(positions)
+                positions[tp] = _emit_batches(run, tp, data, positions[tp])
+            if run.count > before:
+                run.out.flush()
+                run.last_data = time.monotonic()
+            if time.monotonic() - last_commit >= cfg.commit_interval_ms / 1000:
+                commit()
                 last_commit = time.monotonic()
-        if member is not None and positions != committed_pos:
-            member.commit(positions)
+        commit()
+    except BaseException:
+        try:
+            run.out.flush()
+            commit()  # as Kafka's consumer does on close: what was printed counts as consumed
+        except Exception:  # noqa: BLE001 - the error being raised is the one to report
+            pass
+        raise
     finally:
         try:
             if member is not None:
                 member.leave()
-        except Exception:  # leaving is a courtesy: the session timeout removes us anyway
+        except Exception:  # noqa: BLE001 - leaving is a courtesy: the session timeout removes us anyway
             pass
         client.close()
-        if started:
-            sys.stderr.write(f"Processed a total of {count} messages\n")
-    return 0
-
-
-def _seek_embedded(c: Any, tp: tuple[str, int], off: str | None) -> None:
-    lg = c.store.partition(*tp)
-    if off is None or off == "latest":
-        return
-    if off == "earliest":
-        c.seek(tp, lg.log_start_offset)
-        return
-    c.seek(tp, _offset_arg(off))
 
 
 def _offset_arg(off: str) -> int:
