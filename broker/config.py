@@ -183,7 +183,15 @@ class BrokerConfig(Mapping):
         for key, (default, parse) in BROKER_KEYS.items():
             if key not in values:
                 values[key] = None if default is None else parse(key, default)
-        # validate the store keys now, so a bad value is reported at start-up naming the key
+        # validate the store keys now, so a bad value is reported at start-up naming the key; a
+        # broker-level alias (log.retention.ms) is checked under the name the user gave
+        for key, value in store.items():
+            alias = BROKER_TOPIC_ALIASES.get(key)
+            if alias is not None and alias in TOPIC_CONFIGS:
+                try:
+                    TOPIC_CONFIGS[alias].parse(key, value)
+                except Exception as e:
+                    raise ConfigError(str(e)) from None
         try:
             from logstore.config import StoreConfig
             StoreConfig(store)

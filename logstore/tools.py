@@ -16,11 +16,18 @@ DumpLogSegments prints:
     offset: <abs offset> position: <pos>                                  (.index, per entry)
     timestamp: <ts> offset: <abs offset>                                  (.timeindex, per entry)
 
+Options as Kafka's: `skip_record_metadata` prints `| key: .. payload: ..` without the record
+metadata; `offsets_decoder` decodes `__consumer_offsets` records (`parse_offsets_record`: Kafka's
+`{"type":"1","data":{...}}` key and `{"version":"3","data":{...}}` payload JSON, `<DELETE>` for
+a tombstone); `index_sanity_check` runs Kafka's start-up index sanity check instead of dumping
+(`<file> passed sanity check.`, or CorruptRecordError with Kafka's message).
+
 verify_dir(path) scans every segment of every partition of a log dir without opening it as a
 store (no lock, nothing written), checking each batch's length, magic, CRC, record count and
-offset order, and each index against its log. It returns a `VerifyReport` listing every problem
-with its file and position. Cost: O(bytes of log) reads, one CRC pass; record bodies are decoded
-only for compressed-batch sanity when `deep=True`.
+offset order, and each index against its log (an index entry at a batch that failed its own
+check is reported as leading to that damaged batch, not as a bad position). It returns a
+`VerifyReport` listing every problem with its file and position. Cost: O(bytes of log) reads,
+one CRC pass; record bodies are decoded only for compressed-batch sanity when `deep=True`.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from typing import Callable, Iterable, Iterator
 
 from . import records as R
 from .errors import CorruptRecordError
+from .offsets_decoder import parse_offsets_record  # noqa: F401 (part of this module's API)
 
 _CHUNK = 4 << 20
 _OFFSET_ENTRY = struct.Struct(">II")
@@ -124,35 +132,52 @@ def _decode_any(data: bytes, h: R.BatchHeader, path: str, pos: int) -> list[R.Re
     return R.decode_batch(data, 0, verify_crc=False, path=path, base=pos)
 
 
-def _record_line(rec: R.Record, h: R.BatchHeader, print_data: bool) -> str:
-    ts_type = "LogAppendTime" if h.log_append_time else "CreateTime"
-    delta = rec.offset - h.base_offset
-    seq = -1 if h.base_sequence < 0 else (h.base_sequence + delta) & 0x7FFFFFFF
-    ksize = -1 if rec.key is None else len(rec.key)
-    vsize = -1 if rec.value is None else len(rec.value)
-    keys = ",".join(k for k, _ in rec.headers)
-    line = (f"| offset: {rec.offset} {ts_type}: {rec.timestamp} keySize: {ksize} valueSize: {vsize} "
-            f"sequence: {seq} headerKeys: [{keys}]")
-    if h.is_control:
-        key = rec.key or b""
-        ctype = struct.unpack_from(">h", key, 2)[0] if len(key) >= 4 else -1
-        name = _CONTROL_TYPES.get(ctype)
-        if name in ("ABORT", "COMMIT") and rec.value is not None and len(rec.value) >= 6:
-            epoch = struct.unpack_from(">i", rec.value, 2)[0]
-            line += f" endTxnMarker: {name} coordinatorEpoch: {epoch}"
+def _record_line(rec: R.Record, h: R.BatchHeader, print_data: bool, *, skip_metadata: bool = False,
+                 parse: "Callable[[R.Record], tuple[str | None, str | None]] | None" = None) -> str:
+    """One record as Kafka's DumpLogSegments prints it: `| offset: ..` metadata (unless
+    `skip_metadata`), then ` key: .. payload: ..` with `print_data` (not for control records),
+    decoded by `parse` (default: UTF-8 text, Kafka's StringDecoder). With `skip_metadata` the
+    contents start with `| `, and a record with nothing to print is an empty line, as in Kafka."""
+    line = ""
+    if not skip_metadata:
+        ts_type = "LogAppendTime" if h.log_append_time else "CreateTime"
+        delta = rec.offset - h.base_offset
+        seq = -1 if h.base_sequence < 0 else (h.base_sequence + delta) & 0x7FFFFFFF
+        ksize = -1 if rec.key is None else len(rec.key)
+        vsize = -1 if rec.value is None else len(rec.value)
+        keys = ",".join(k for k, _ in rec.headers)
+        line = (f"| offset: {rec.offset} {ts_type}: {rec.timestamp} keySize: {ksize} valueSize: {vsize} "
+                f"sequence: {seq} headerKeys: [{keys}]")
+        if h.is_control:
+            key = rec.key or b""
+            ctype = struct.unpack_from(">h", key, 2)[0] if len(key) >= 4 else -1
+            name = _CONTROL_TYPES.get(ctype)
+            if name in ("ABORT", "COMMIT") and rec.value is not None and len(rec.value) >= 6:
+                epoch = struct.unpack_from(">i", rec.value, 2)[0]
+                line += f" endTxnMarker: {name} coordinatorEpoch: {epoch}"
+            else:
+                line += f" controlType: {name or 'UNKNOWN'}({ctype})"
+    if print_data and not h.is_control:
+        if parse is None:
+            key = None if rec.key is None else _text(rec.key)
+            value = None if rec.value is None else _text(rec.value)
         else:
-            line += f" controlType: {name or 'UNKNOWN'}({ctype})"
-    elif print_data:
-        if rec.key is not None:
-            line += f" key: {_text(rec.key)}"
-        if rec.value is not None:
-            line += f" payload: {_text(rec.value)}"
+            key, value = parse(rec)
+        prefix = "| " if skip_metadata else " "
+        if key is not None:
+            line += f"{prefix}key: {key}"
+            prefix = " "
+        if value is not None:
+            line += f"{prefix}payload: {value}"
     return line
 
 
 def dump_log(path: str, *, print_data_log: bool = False, deep_iteration: bool = False,
-             max_bytes: int | None = None) -> Iterator[Line]:
-    """Kafka's DumpLogSegments output for one `.log` file."""
+             max_bytes: int | None = None, skip_record_metadata: bool = False,
+             offsets_decoder: bool = False) -> Iterator[Line]:
+    """Kafka's DumpLogSegments output for one `.log` file. `offsets_decoder`: records are
+    `__consumer_offsets` records, printed decoded (`parse_offsets_record`)."""
+    parse = parse_offsets_record if offsets_decoder else None
     name = os.path.basename(path)
     stem = name.split(".")[0]
     if stem.isdigit():
@@ -185,7 +210,7 @@ def dump_log(path: str, *, print_data_log: bool = False, deep_iteration: bool = 
                 if last_offset != -1 and rec.offset != last_offset + 1:
                     gaps.append((last_offset, rec.offset))
                 last_offset = rec.offset
-                yield "out", _record_line(rec, h, print_data_log)
+                yield "out", _record_line(rec, h, print_data_log, skip_metadata=skip_record_metadata, parse=parse)
         valid_bytes += h.size
     trailing = size - valid_bytes
     if trailing > 0 and max_bytes is None:
@@ -215,7 +240,49 @@ def _batch_at(log_path: str, position: int) -> R.BatchHeader | None:
     return R.read_header(b)
 
 
-def dump_index(path: str, *, verify_only: bool = False) -> Iterator[Line]:
+def index_sanity_problem(path: str) -> str | None:
+    """Kafka's sanity check of an offset (`.index`) or time (`.timeindex`) index, the one a broker
+    runs at start-up to decide whether to rebuild it: None if it passes, else Kafka's message.
+    As Kafka reads a closed index, every whole entry counts, the last one included."""
+    abspath = os.path.abspath(path)
+    stem = os.path.basename(path).split(".")[0]
+    base = int(stem) if stem.isdigit() else 0
+    with open(path, "rb") as f:
+        data = f.read()
+    if path.endswith(".timeindex"):
+        n = len(data) // 12
+        if n:
+            first_ts = struct.unpack_from(">q", data, 0)[0]
+            last_ts, last_rel = struct.unpack_from(">qi", data, (n - 1) * 12)
+            if last_ts < first_ts:
+                return (f"Corrupt time index found, time index file ({abspath}) has non-zero size but the last "
+                        f"timestamp is {last_ts} which is less than the first timestamp {first_ts}")
+            if base + last_rel < base:
+                return (f"Corrupt time index found, time index file ({abspath}) has non-zero size but the last "
+                        f"offset is {base + last_rel} which is less than the first offset {base}")
+        if len(data) % 12:
+            return (f"Time index file {abspath} is corrupt, found {len(data)} bytes which is neither positive "
+                    "nor a multiple of 12")
+        return None
+    n = len(data) // 8
+    if n:
+        last_rel = struct.unpack_from(">i", data, (n - 1) * 8)[0]
+        if base + last_rel < base:
+            return (f"Corrupt index found, index file {abspath} has non-zero size but the last offset is "
+                    f"{base + last_rel} which is less than the base offset {base}")
+    if len(data) % 8:
+        return f"Index file {abspath} is corrupt, found {len(data)} bytes which is neither positive nor a multiple of 8"
+    return None
+
+
+def _sanity_check(path: str) -> Iterator[Line]:
+    problem = index_sanity_problem(path)
+    if problem is not None:
+        raise CorruptRecordError(problem, path=path)
+    yield "out", f"{path} passed sanity check."
+
+
+def dump_index(path: str, *, verify_only: bool = False, sanity_only: bool = False) -> Iterator[Line]:
     """Kafka's dump of an offset index: `offset: N position: P` per entry, then mismatches
     against the log (index offset vs the last offset of the batch at that position) on stderr."""
     name = os.path.basename(path)
@@ -225,6 +292,9 @@ def dump_index(path: str, *, verify_only: bool = False) -> Iterator[Line]:
     entries = _read_entries(path, _OFFSET_ENTRY)
     if not entries:
         yield "out", f"{path} is empty."
+        return
+    if sanity_only:
+        yield from _sanity_check(path)
         return
     mismatches: list[tuple[int, int]] = []
     for i, (rel, pos) in enumerate(entries):
@@ -243,9 +313,12 @@ def dump_index(path: str, *, verify_only: bool = False) -> Iterator[Line]:
             yield "err", f"  Index offset: {a}, log offset: {b}"
 
 
-def dump_time_index(path: str, *, verify_only: bool = False) -> Iterator[Line]:
+def dump_time_index(path: str, *, verify_only: bool = False, sanity_only: bool = False) -> Iterator[Line]:
     """Kafka's dump of a time index: `timestamp: T offset: O` per entry, then what disagrees with
     the log on stderr."""
+    if sanity_only:
+        yield from _sanity_check(path)
+        return
     name = os.path.basename(path)
     stem = name.split(".")[0]
     base = int(stem) if stem.isdigit() else 0
@@ -296,9 +369,11 @@ def dump_time_index(path: str, *, verify_only: bool = False) -> Iterator[Line]:
 
 
 def dump_files(paths: Iterable[str], *, print_data_log: bool = False, deep_iteration: bool = False,
-               verify_index_only: bool = False, max_bytes: int | None = None) -> Iterator[Line]:
+               verify_index_only: bool = False, max_bytes: int | None = None, skip_record_metadata: bool = False,
+               offsets_decoder: bool = False, index_sanity_check: bool = False) -> Iterator[Line]:
     """kafka-dump-log.sh over several files, dispatching on the suffix. A file that cannot be
-    read raises OSError naming it."""
+    read raises OSError naming it; an index that fails `index_sanity_check` raises
+    CorruptRecordError with Kafka's message (after the files before it were dumped)."""
     for path in paths:
         yield "out", f"Dumping {path}"
         name = os.path.basename(path)
@@ -307,11 +382,12 @@ def dump_files(paths: Iterable[str], *, print_data_log: bool = False, deep_itera
             raise FileNotFoundError(f"no such file: {path}")
         if suffix == ".log":
             yield from dump_log(path, print_data_log=print_data_log, deep_iteration=deep_iteration,
-                                max_bytes=max_bytes)
+                                max_bytes=max_bytes, skip_record_metadata=skip_record_metadata,
+                                offsets_decoder=offsets_decoder)
         elif suffix == ".index":
-            yield from dump_index(path, verify_only=verify_index_only)
+            yield from dump_index(path, verify_only=verify_index_only, sanity_only=index_sanity_check)
         elif suffix == ".timeindex":
-            yield from dump_time_index(path, verify_only=verify_index_only)
+            yield from dump_time_index(path, verify_only=verify_index_only, sanity_only=index_sanity_check)
         else:
             yield "err", f"Ignoring unknown file {path}"
 
@@ -390,9 +466,14 @@ def log_dir_size(root: str) -> int:
     return sum(os.path.getsize(p) for d in _partition_dirs(root) for _b, p in _segment_files(d))
 
 
-def _verify_index(seg_base: int, log_path: str, boundaries: dict[int, int], report: VerifyReport) -> int:
+def _verify_index(seg_base: int, log_path: str, boundaries: dict[int, int], report: VerifyReport,
+                  failed: dict[int, tuple[int, str]] | None = None) -> int:
     """Check the offset and time index beside a `.log` against the batches found in it
-    (`boundaries`: batch start position → last offset). Returns problems found."""
+    (`boundaries`: good batch start position → last offset; `failed`: start position → (last
+    offset, what is wrong) of batches whose header reads but that failed a check, reported
+    already). An entry pointing at a failed batch points at a batch start: it is reported as
+    leading to that damaged batch, not as a bad position. Returns problems found."""
+    failed = failed or {}
     stem = log_path[:-len(".log")]
     found = 0
     ipath = stem + ".index"
@@ -415,7 +496,15 @@ def _verify_index(seg_base: int, log_path: str, boundaries: dict[int, int], repo
                 found += 1
                 break
             last = boundaries.get(pos)
-            if last is None:
+            if last is None and pos in failed:
+                flast, why = failed[pos]
+                agrees = ("whose header agrees" if flast == seg_base + rel else
+                          f"whose header says it ends at offset {flast}")
+                report.problems.append(Problem(ipath, i * 8, f"entry {i} (offset {seg_base + rel}) points at the batch "
+                                                            f"at position {pos} of {log_path}, {agrees}, but that "
+                                                            f"batch is damaged ({why}, reported above)"))
+                found += 1
+            elif last is None:
                 report.problems.append(Problem(ipath, i * 8, f"entry {i} points at position {pos} of {log_path}, "
                                                             "which is not the start of a batch"))
                 found += 1
@@ -426,7 +515,7 @@ def _verify_index(seg_base: int, log_path: str, boundaries: dict[int, int], repo
             prev_rel, prev_pos = rel, pos
     if os.path.exists(tpath):
         prev_ts = -1
-        max_off = max(boundaries.values(), default=seg_base - 1)
+        max_off = max([*boundaries.values(), *(lo for lo, _why in failed.values())], default=seg_base - 1)
         for i, (ts, rel) in enumerate(_read_entries(tpath, _TIME_ENTRY)):
             if ts == 0 and rel == 0 and i > 0:
                 break
@@ -460,6 +549,7 @@ def verify_dir(root: str, *, deep: bool = False,
             next_base = segments[i + 1][0] if i + 1 < len(segments) else None
             summary.segments += 1
             boundaries: dict[int, int] = {}
+            failed: dict[int, tuple[int, str]] = {}
             for pos, h, data, tail in iter_file_batches(log_path):
                 if h is None:
                     report.problems.append(Problem(log_path, pos, f"incomplete or invalid tail: {tail}"))
@@ -508,6 +598,7 @@ def verify_dir(root: str, *, deep: bool = False,
                 if problem is not None:
                     report.problems.append(Problem(log_path, pos, f"offsets {h.base_offset}..{h.last_offset}: {problem}"))
                     summary.problems += 1
+                    failed[pos] = (h.last_offset, problem.split(":")[0])
                 else:
                     summary.records += h.record_count
                     if summary.first_offset < 0:
@@ -515,9 +606,10 @@ def verify_dir(root: str, *, deep: bool = False,
                     expected_next = h.last_offset + 1
                     summary.next_offset = expected_next
                     boundaries[pos] = h.last_offset
-            summary.problems += _verify_index(base, log_path, boundaries, report)
+            summary.problems += _verify_index(base, log_path, boundaries, report, failed)
     return report
 
 
 __all__ = ["dump_files", "dump_log", "dump_index", "dump_time_index", "iter_file_batches", "verify_dir",
-           "log_dir_size", "VerifyReport", "Problem", "PartitionSummary"]
+           "log_dir_size", "VerifyReport", "Problem", "PartitionSummary", "parse_offsets_record",
+           "index_sanity_problem"]

@@ -121,9 +121,12 @@ def test_configs_alter_and_describe(data) -> None:
     p = run("configs", "--data-dir", data, "--describe", "--entity-type", "topics", "--entity-name", "t")
     assert p.stdout.splitlines() == [
         "Dynamic configs for topic t are:",
-        "  cleanup.policy=compact sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:cleanup.policy=compact}",
-        "  retention.ms=1000 sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:retention.ms=1000}",
-        "  segment.bytes=1000000 sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:segment.bytes=1000000}",
+        "  cleanup.policy=compact sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:cleanup.policy=compact, "
+        "DEFAULT_CONFIG:log.cleanup.policy=delete}",
+        "  retention.ms=1000 sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:retention.ms=1000, "
+        "DEFAULT_CONFIG:log.retention.ms=604800000}",
+        "  segment.bytes=1000000 sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:segment.bytes=1000000, "
+        "DEFAULT_CONFIG:log.segment.bytes=1073741824}",
     ]
     run("configs", "--data-dir", data, "--alter", "--entity-type", "topics", "--entity-name", "t",
         "--delete-config", "segment.bytes")
@@ -138,7 +141,8 @@ def test_configs_alter_and_describe(data) -> None:
         run("configs", "--data-dir", data, "--alter", "--entity-type", "topics", "--entity-name", "t",
             "--add-config", "retention.ms=abc"))
     p = run("configs", "--data-dir", data, "--describe", "--all", "--entity-type", "topics", "--entity-name", "t")
-    assert "  max.message.bytes=1048588 sensitive=false synonyms={}" in p.stdout.splitlines()
+    assert "  max.message.bytes=1048588 sensitive=false synonyms={DEFAULT_CONFIG:message.max.bytes=1048588}" \
+        in p.stdout.splitlines()
 
 
 def test_locked_log_dir_is_one_clear_line(data) -> None:

@@ -4,7 +4,9 @@ the error policy.
 Owns: `ToolError` (a failure the user can act on), `OneLineParser` (argparse whose usage
 errors are one line), `tool_parser` / `add_target` (a subcommand with the
 `--bootstrap-server | --data-dir` target flags), `target` (which of the two was given),
-`parse_props` (`--property` / `--config` style lists) and `run_tool`.
+`parse_props` (`--property` / `--config` style lists), `parse_config_pairs` (kafka-topics'
+`--config`: one pair per flag, commas kept in the value), `parse_config_list` (kafka-configs'
+`--add-config`: `k=v,k=[a,b]`), `add_version_flag` (`--version`) and `run_tool`.
 
 Invariant (every tool's contract): an expected failure is one line on stderr, `<prefix><message>`,
 and exit code 1, never a traceback (unless LOGSTORE_DEBUG is set and the failure is a bug);
@@ -68,6 +70,83 @@ def parse_props(items: list[str] | None, flag: str) -> dict[str, str]:
                 raise ToolError(f"invalid {flag} {part!r}: expected key=value")
             out[k.strip()] = v
     return out
+
+
+def parse_config_pairs(items: list[str] | None, flag: str) -> dict[str, str]:
+    """kafka-topics.sh `--config`: one `key=value` per item, the value kept whole (it may hold
+    commas: `cleanup.policy=compact,delete`); key and value trimmed. An item without `=`, or with
+    a second `=`, is a ToolError."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip() or "=" in v:
+            raise ToolError(f"invalid {flag} {item!r}: expected key=value")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _split_outside_brackets(text: str, sep: str) -> list[str]:
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth = max(depth - 1, 0)
+        if ch == sep and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return parts
+
+
+def parse_config_list(items: list[str] | None) -> dict[str, str]:
+    """kafka-configs.sh `--add-config`: comma-separated `key=value` pairs, where a value holding
+    commas is grouped in square brackets (`cleanup.policy=[compact,delete],retention.ms=1000`);
+    the brackets are dropped from the value, key and value are trimmed, an empty value is kept.
+    Kafka's messages for a malformed list or a key with characters outside [a-zA-Z0-9._-]."""
+    import re
+    out: dict[str, str] = {}
+    for item in items or []:
+        for part in _split_outside_brackets(item, ","):
+            kv = _split_outside_brackets(part, "=")
+            if len(kv) != 2:
+                raise ToolError('Invalid entity config: all configs to be added must be in the format "key=val" '
+                                'or "key=[val1,val2]" to group values which contain commas.')
+            key, value = kv[0].strip(), kv[1].replace("[", "").replace("]", "").strip()
+            if not re.fullmatch(r"[a-zA-Z0-9._-]*", key):
+                raise ToolError(f"Invalid character found for config key: {key}")
+            out[key] = value
+    return out
+
+
+def package_version() -> str:
+    """The installed logstore version (what `--version` prints, as Kafka's tools print theirs)."""
+    try:
+        from importlib.metadata import version
+        return version("logstore")
+    except Exception:  # not installed as a distribution: the package's own attribute
+        from logstore import __version__
+        return str(__version__)
+
+
+class _VersionAction(argparse.Action):
+    """`--version`: print the version on stdout and exit 0, whatever else is on the line (as
+    Kafka's CommandDefaultOptions); the version is looked up only when asked for."""
+
+    def __init__(self, option_strings: Any, dest: str = argparse.SUPPRESS, default: Any = argparse.SUPPRESS,
+                 help: str | None = None) -> None:  # noqa: A002
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        sys.stdout.write(package_version() + "\n")
+        parser.exit(0)
+
+
+def add_version_flag(p: argparse.ArgumentParser) -> None:
+    """Kafka's `--version` flag on a tool's parser."""
+    p.add_argument("--version", action=_VersionAction, help="print the logstore version and exit")
 
 
 def target(args: argparse.Namespace) -> tuple[str | None, str | None]:

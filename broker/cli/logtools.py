@@ -2,7 +2,9 @@
 a log dir (no lock taken, nothing written, no broker needed).
 
 Owns: the two tools' flags and printing. The work is in `logstore.tools` (`dump_files`: Kafka's
-kafka-dump-log.sh output for .log / .index / .timeindex files; `verify_dir`: every batch's
+kafka-dump-log.sh output for .log / .index / .timeindex files, with its --offsets-decoder,
+--skip-record-metadata, --index-sanity-check and StringDecoder-only --key/--value-decoder-class;
+`verify_dir`: every batch's
 length, magic, CRC and offsets, and every index against its log); this module only writes what
 those yield, plus `verify`'s rich summary table and its progress bar (on a terminal, for dirs
 over 8 MiB).
@@ -18,7 +20,10 @@ import os
 import sys
 from typing import Any
 
-from .common import ToolError, run_tool, tool_parser
+from .common import ToolError, add_version_flag, run_tool, tool_parser
+
+
+_STRING_DECODERS = ("org.apache.kafka.tools.api.StringDecoder", "kafka.serializer.StringDecoder", "StringDecoder")
 
 
 def add_dump_log_parser(sub: Any) -> None:
@@ -27,22 +32,46 @@ def add_dump_log_parser(sub: Any) -> None:
                     "Print the record batches of .log files, and the entries of .index / .timeindex files, "
                     "in kafka-dump-log.sh's format.")
     p.add_argument("--files", required=True, help="comma separated .log, .index and .timeindex files")
-    p.add_argument("--print-data-log", action="store_true", help="also print each record's key and payload")
-    p.add_argument("--deep-iteration", action="store_true", help="print each record's metadata")
+    p.add_argument("--print-data-log", action="store_true",
+                   help="also print each record's key and payload (implied by the decoder flags)")
+    p.add_argument("--deep-iteration", action="store_true",
+                   help="print each record's metadata (implied by --print-data-log)")
+    p.add_argument("--skip-record-metadata", action="store_true",
+                   help="leave out each record's metadata (`| offset: ...`); control records print as empty lines")
+    p.add_argument("--offsets-decoder", action="store_true",
+                   help="decode records as __consumer_offsets offset commits and group metadata (JSON)")
+    p.add_argument("--key-decoder-class", nargs="?", const=_STRING_DECODERS[0], metavar="CLASS",
+                   help="how keys are decoded: only org.apache.kafka.tools.api.StringDecoder (UTF-8, the default) "
+                        "exists here; implies --print-data-log")
+    p.add_argument("--value-decoder-class", nargs="?", const=_STRING_DECODERS[0], metavar="CLASS",
+                   help="how payloads are decoded: only org.apache.kafka.tools.api.StringDecoder (the default); "
+                        "implies --print-data-log")
     p.add_argument("--verify-index-only", action="store_true", help="only check indexes against their log")
+    p.add_argument("--index-sanity-check", action="store_true",
+                   help="only run the start-up sanity check of each .index / .timeindex (`F passed sanity check.`)")
     p.add_argument("--max-bytes", type=int, default=None, help="read at most this many bytes of each .log")
+    add_version_flag(p)
     p.set_defaults(func=lambda args: run_tool(_cmd_dump_log, args, "Error: "))
 
 
 def _cmd_dump_log(args: argparse.Namespace) -> int:
     from logstore.tools import dump_files
+    for flag, cls in (("--key-decoder-class", args.key_decoder_class), ("--value-decoder-class",
+                                                                        args.value_decoder_class)):
+        if cls is not None and cls not in _STRING_DECODERS:
+            raise ToolError(f"Failed to load decoder class {cls} ({flag}): only {_STRING_DECODERS[0]} is available")
     files = [f.strip() for f in args.files.split(",") if f.strip()]
     missing = [f for f in files if not os.path.isfile(f)]
     if missing:
         raise ToolError(f"no such file: {missing[0]}")
+    print_data = (args.print_data_log or args.offsets_decoder or args.key_decoder_class is not None
+                  or args.value_decoder_class is not None)
     out, err = sys.stdout, sys.stderr
-    for stream, line in dump_files(files, print_data_log=args.print_data_log, deep_iteration=args.deep_iteration,
-                                   verify_index_only=args.verify_index_only, max_bytes=args.max_bytes):
+    for stream, line in dump_files(files, print_data_log=print_data, deep_iteration=args.deep_iteration,
+                                   verify_index_only=args.verify_index_only, max_bytes=args.max_bytes,
+                                   skip_record_metadata=args.skip_record_metadata,
+                                   offsets_decoder=args.offsets_decoder,
+                                   index_sanity_check=args.index_sanity_check):
         (out if stream == "out" else err).write(line + "\n")
     return 0
 

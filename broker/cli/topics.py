@@ -3,7 +3,15 @@
 Owns: the two tools' flags, their validation messages and their output lines (`Created topic
 T.`, the `--describe` lines with TopicId / PartitionCount / ReplicationFactor / Configs and one
 line per partition, `Dynamic configs for topic T are:` ...), which match Kafka's tools so that
-scripts written for those work here.
+scripts written for those work here. `check_topic_args` is TopicCommandOptions.checkArgs: the
+flag combinations kafka-topics.sh refuses (`Option "[partitions]" can't be used with option
+"[describe]"`, `--alter` with `--config`, ...) are refused with its messages, before anything is
+opened. `--describe` takes Kafka's partition filters (--under-replicated-partitions,
+--under-min-isr-partitions, --at-min-isr-partitions, --unavailable-partitions: Kafka's predicates
+on each partition's leader, replicas, ISR and min.insync.replicas) and --topics-with-overrides.
+`--config` is one `key=value` per flag (the value may hold commas); configs' `--add-config` is a
+comma-separated list with `[a,b]` grouping. `configs --describe` on a log dir lists synonyms as
+the broker does (`dir_synonyms`), so both targets print the same lines.
 
 Invariants: exactly one action per call; `--topic` on --list / --describe / --delete is a name or,
 failing that, a regular expression matched in full; everything goes through a `Backend`
@@ -17,7 +25,8 @@ import argparse
 from typing import Any
 
 from .backends import open_backend
-from .common import ToolError, add_target, parse_props, run_tool, tool_parser
+from .common import (ToolError, add_target, add_version_flag, parse_config_list, parse_config_pairs, run_tool,
+                     target, tool_parser)
 
 
 def _b64_uuid(u: Any) -> str:
@@ -51,17 +60,92 @@ def add_topics_parser(sub: Any) -> None:
     add_target(p)
     a = p.add_argument_group("action (exactly one)")
     for flag, what in (("--create", "create a topic"), ("--list", "list topics"),
-                       ("--describe", "describe topics"), ("--alter", "add partitions to a topic"),
+                       ("--describe", "describe topics"),
+                       ("--alter", "add partitions to a topic (configs are altered with `logstore configs`)"),
                        ("--delete", "delete a topic")):
         a.add_argument(flag, action="store_true", help=what)
-    p.add_argument("--topic", help="topic name (or a regular expression for --list/--describe/--delete)")
-    p.add_argument("--partitions", type=int, help="partition count (--create, --alter)")
-    p.add_argument("--replication-factor", type=int, default=None, help="must be 1 (a single broker)")
-    p.add_argument("--config", action="append", metavar="KEY=VALUE", help="topic config override (repeatable)")
+    p.add_argument("--topic", help="topic name (or a regular expression for --list/--describe/--alter/--delete)")
+    p.add_argument("--partitions", type=int, help="partition count (--create, --alter only)")
+    p.add_argument("--replication-factor", type=int, default=None, help="--create only; must be 1 (a single broker)")
+    p.add_argument("--config", action="append", metavar="KEY=VALUE",
+                   help="--create only: a topic config override, one per flag (repeatable); the value may hold "
+                        "commas: --config cleanup.policy=compact,delete")
     p.add_argument("--if-not-exists", action="store_true", help="--create: do nothing if the topic exists")
     p.add_argument("--if-exists", action="store_true", help="--alter/--delete/--describe: do nothing if it does not")
-    p.add_argument("--exclude-internal", action="store_true", help="leave out internal topics (__consumer_offsets)")
+    p.add_argument("--exclude-internal", action="store_true",
+                   help="--list/--describe: leave out internal topics (__consumer_offsets)")
+    d = p.add_argument_group("--describe filters (partition lines only; combinable with each other)")
+    d.add_argument("--under-replicated-partitions", action="store_true",
+                   help="only partitions whose ISR is smaller than their replica set")
+    d.add_argument("--under-min-isr-partitions", action="store_true",
+                   help="only partitions whose ISR is smaller than min.insync.replicas (or that have no leader)")
+    d.add_argument("--at-min-isr-partitions", action="store_true",
+                   help="only partitions whose ISR size equals min.insync.replicas")
+    d.add_argument("--unavailable-partitions", action="store_true", help="only partitions without a leader")
+    d.add_argument("--topics-with-overrides", action="store_true",
+                   help="only the topic lines of topics that have config overrides (not with the filters above)")
+    add_version_flag(p)
     p.set_defaults(func=lambda args: run_tool(_cmd_topics, args, "Error while executing topic command : "))
+
+
+_ACTIONS = ("create", "list", "describe", "alter", "delete")
+_REPORTS = ("under-replicated-partitions", "under-min-isr-partitions", "at-min-isr-partitions",
+            "unavailable-partitions")
+_CONFIGS_TOOL_HINT = " (To alter topic configurations, the kafka-configs tool (`logstore configs`) can be used.)"
+
+
+def _given(args: argparse.Namespace) -> list[str]:
+    """The options on the command line, by Kafka's names."""
+    have = [a for a in _ACTIONS if getattr(args, a)]
+    for name, present in (("bootstrap-server", args.bootstrap_server), ("data-dir", args.data_dir),
+                          ("topic", args.topic is not None), ("partitions", args.partitions is not None),
+                          ("replication-factor", args.replication_factor is not None), ("config", args.config),
+                          ("if-exists", args.if_exists), ("if-not-exists", args.if_not_exists),
+                          ("exclude-internal", args.exclude_internal),
+                          ("topics-with-overrides", args.topics_with_overrides)):
+        if present:
+            have.append(name)
+    have += [r for r in _REPORTS if getattr(args, r.replace("-", "_"))]
+    return have
+
+
+def check_topic_args(args: argparse.Namespace) -> str:
+    """kafka-topics.sh's flag rules (TopicCommandOptions.checkArgs), in its order and with its
+    messages; returns the action."""
+    have = _given(args)
+    actions = [a for a in _ACTIONS if a in have]
+    if len(actions) != 1:
+        raise ToolError("Command must include exactly one action: --list, --describe, --create, --alter or --delete")
+    action = actions[0]
+    bs, _dd = target(args)
+    if action == "describe" and args.if_exists and args.topic is None:
+        raise ToolError("--topic is required to describe a topic")
+    if action not in ("list", "describe") and not args.topic:
+        raise ToolError('Missing required argument "[topic]"')
+    if action == "alter":
+        if args.config:
+            raise ToolError(f'Option combination "[{"bootstrap-server" if bs else "data-dir"}],[config]" can\'t be '
+                            f'used with option "[alter]"{_CONFIGS_TOOL_HINT}')
+        if args.partitions is None:
+            raise ToolError('Missing required argument "[partitions]"')
+
+    def invalid(used: str, allowed: tuple[str, ...], also: tuple[str, ...] = ()) -> None:
+        if used not in have:
+            return
+        for other in [a for a in _ACTIONS if a not in allowed] + list(also):
+            if other in have:
+                raise ToolError(f'Option "[{used}]" can\'t be used with option "[{other}]"')
+
+    invalid("config", ("alter", "create"))
+    invalid("partitions", ("alter", "create"))
+    invalid("replication-factor", ("create",))
+    for report in _REPORTS:
+        invalid(report, ("describe",), ("topics-with-overrides",))
+    invalid("topics-with-overrides", ("describe",), _REPORTS)
+    invalid("if-exists", ("alter", "delete", "describe"))
+    invalid("if-not-exists", ("create",))
+    invalid("exclude-internal", ("list", "describe"))
+    return action
 
 
 def _match_topics(all_topics: list[str], pattern: str | None, exclude_internal: bool) -> list[str]:
@@ -79,19 +163,12 @@ def _match_topics(all_topics: list[str], pattern: str | None, exclude_internal: 
 
 
 def _cmd_topics(args: argparse.Namespace) -> int:
-    actions = [a for a in ("create", "list", "describe", "alter", "delete") if getattr(args, a)]
-    if len(actions) != 1:
-        raise ToolError("Command must include exactly one action: --list, --describe, --create, --alter or --delete")
-    action = actions[0]
-    if action in ("create", "alter", "delete") and not args.topic:
-        raise ToolError(f"--topic is required with --{action}")
+    action = check_topic_args(args)
     if action == "create" and args.partitions is not None and args.partitions < 1:
         raise ToolError("The partitions must be greater than 0")
-    if action == "alter" and args.partitions is None:
-        raise ToolError("--partitions is required with --alter (configs are changed with `logstore configs`)")
     if args.replication_factor is not None and args.replication_factor < 1:
         raise ToolError("The replication factor must be between 1 and 32767 inclusive")
-    configs = parse_props(args.config, "--config")
+    configs = parse_config_pairs(args.config, "--config")
     be = open_backend(args, create=action == "create")  # --create may start a new log dir
     try:
         if action == "create":
@@ -116,20 +193,7 @@ def _cmd_topics(args: argparse.Namespace) -> int:
         if action == "list":
             print("\n".join(topics))
         elif action == "describe":
-            for d in be.describe_topics(topics):
-                line = f"Topic: {d.name}"
-                tid = _b64_uuid(d.topic_id)
-                if tid:
-                    line += f"\tTopicId: {tid}"
-                rf = len(d.partitions[0][2]) if d.partitions else 1
-                line += (f"\tPartitionCount: {len(d.partitions)}\tReplicationFactor: {rf}"
-                         f"\tConfigs: {','.join(f'{k}={v}' for k, v in d.configs)}")
-                print(line)
-                for p, leader, replicas, isr in sorted(d.partitions):
-                    lead = "none" if leader < 0 else str(leader)
-                    print(f"\tTopic: {d.name}\tPartition: {p}\tLeader: {lead}"
-                          f"\tReplicas: {','.join(map(str, replicas))}\tIsr: {','.join(map(str, isr))}"
-                          f"\tElr: N/A\tLastKnownElr: N/A")
+            _describe(be, topics, args)
         else:  # alter or delete, topic by topic
             for t in topics:
                 try:
@@ -144,6 +208,43 @@ def _cmd_topics(args: argparse.Namespace) -> int:
         be.close()
 
 
+def _describe(be: Any, topics: list[str], args: argparse.Namespace) -> None:
+    """kafka-topics.sh --describe: a topic line and its partition lines; with a partition filter
+    (--under-replicated-partitions ...) only the partitions that match it, with
+    --topics-with-overrides only the topic lines of topics that have overrides."""
+    reports = [r for r in _REPORTS if getattr(args, r.replace("-", "_"))]
+    describe_configs = not reports
+    describe_partitions = not args.topics_with_overrides
+    for d in be.describe_topics(topics):
+        if describe_configs and (not args.topics_with_overrides or d.configs):
+            line = f"Topic: {d.name}"
+            tid = _b64_uuid(d.topic_id)
+            if tid:
+                line += f"\tTopicId: {tid}"
+            rf = len(sorted(d.partitions)[0][2]) if d.partitions else 1
+            line += (f"\tPartitionCount: {len(d.partitions)}\tReplicationFactor: {rf}"
+                     f"\tConfigs: {','.join(f'{k}={v}' for k, v in d.configs)}")
+            print(line)
+        if not describe_partitions:
+            continue
+        try:
+            min_isr = int(dict(d.configs).get("min.insync.replicas", "1"))
+        except ValueError:
+            min_isr = 1
+        for p, leader, replicas, isr in sorted(d.partitions):
+            if reports:
+                matches = {"under-replicated-partitions": len(replicas) - len(isr) > 0,
+                           "unavailable-partitions": leader < 0,
+                           "under-min-isr-partitions": leader < 0 or len(isr) < min_isr,
+                           "at-min-isr-partitions": len(isr) == min_isr}
+                if not any(matches[r] for r in reports):
+                    continue
+            lead = "none" if leader < 0 else str(leader)
+            print(f"\tTopic: {d.name}\tPartition: {p}\tLeader: {lead}"
+                  f"\tReplicas: {','.join(map(str, replicas))}\tIsr: {','.join(map(str, isr))}"
+                  f"\tElr: N/A\tLastKnownElr: N/A")
+
+
 # -- configs ---------------------------------------------------------------------------------
 
 def add_configs_parser(sub: Any) -> None:
@@ -156,10 +257,41 @@ def add_configs_parser(sub: Any) -> None:
     p.add_argument("--entity-type", choices=["topics"], help="only 'topics' exists here")
     p.add_argument("--entity-name", help="the topic")
     p.add_argument("--topic", dest="entity_topic", help="same as --entity-type topics --entity-name T")
-    p.add_argument("--add-config", action="append", metavar="K=V[,K=V]", help="configs to set")
+    p.add_argument("--add-config", action="append", metavar="K=V[,K=V]",
+                   help="configs to set, comma separated; a value with commas goes in square brackets: "
+                        "--add-config 'cleanup.policy=[compact,delete],retention.ms=1000'")
     p.add_argument("--delete-config", action="append", metavar="K[,K]", help="configs to remove")
     p.add_argument("--all", action="store_true", help="--describe: every config, not only the overrides")
+    add_version_flag(p)
     p.set_defaults(func=lambda args: run_tool(_cmd_configs, args, ""))
+
+
+_DYNAMIC_TOPIC, _STATIC_BROKER, _DEFAULT = 1, 4, 5
+
+
+def dir_synonyms(be: Any, entry: dict[str, Any]) -> list[tuple[int, str, str]]:
+    """The synonyms of a topic config read from a log dir, in the broker's form (the
+    DescribeConfigs answer Kafka gives): the topic override, then the broker-level key
+    (`log.retention.ms`) as set for this store, then that key's default; a key without a
+    broker-level name lists its own source."""
+    from logstore.config import BROKER_TOPIC_ALIASES, TOPIC_CONFIGS
+    key, value, source = entry["name"], entry["value"], entry["source"]
+    bkey = {t: b for b, t in BROKER_TOPIC_ALIASES.items()}.get(key)
+    out: list[tuple[int, str, str]] = []
+    if source == _DYNAMIC_TOPIC:
+        out.append((_DYNAMIC_TOPIC, key, value))
+    if bkey is not None:
+        store_cfg = getattr(getattr(be, "store", None), "config", None)
+        bval = getattr(store_cfg, "topic_defaults", {}).get(key)
+        if bval is None and source == _STATIC_BROKER:
+            bval = value
+        if bval is not None:
+            out.append((_STATIC_BROKER, bkey, str(bval)))
+        if key in TOPIC_CONFIGS:
+            out.append((_DEFAULT, bkey, str(TOPIC_CONFIGS[key].default)))
+    elif source != _DYNAMIC_TOPIC:
+        out.append((source, key, value))
+    return out
 
 
 def _cmd_configs(args: argparse.Namespace) -> int:
@@ -168,7 +300,7 @@ def _cmd_configs(args: argparse.Namespace) -> int:
     name = args.entity_topic or args.entity_name
     if args.entity_topic is None and args.entity_type is None:
         raise ToolError("an entity type must be given: --entity-type topics (or --topic T)")
-    adds = parse_props(args.add_config, "--add-config")
+    adds = parse_config_list(args.add_config)
     deletes = [k.strip() for item in args.delete_config or [] for k in item.split(",") if k.strip()]
     be = open_backend(args)
     try:
@@ -191,7 +323,8 @@ def _cmd_configs(args: argparse.Namespace) -> int:
                 if not args.all and c["source"] != 1:
                     continue
                 from ..admin_client import CONFIG_SOURCES
-                syn = ", ".join(f"{CONFIG_SOURCES.get(s, s)}:{n}={v}" for s, n, v in c["synonyms"])
+                synonyms = dir_synonyms(be, c) if args.data_dir else c["synonyms"]
+                syn = ", ".join(f"{CONFIG_SOURCES.get(s, s)}:{n}={v}" for s, n, v in synonyms)
                 print(f"  {c['name']}={c['value']} sensitive={'true' if c['sensitive'] else 'false'} synonyms={{{syn}}}")
         return 0
     finally:
