@@ -5,8 +5,8 @@ log validates each batch header (size, magic, CRC, max.message.bytes, producer s
 assigns offsets by rewriting baseOffset. No record is parsed here.
 
 Errors are per partition: UNKNOWN_TOPIC_OR_PARTITION (3), CORRUPT_MESSAGE (2),
-MESSAGE_TOO_LARGE (10), UNSUPPORTED_FOR_MESSAGE_FORMAT (43), OUT_OF_ORDER_SEQUENCE_NUMBER (45),
-INVALID_RECORD (87), INVALID_TOPIC_EXCEPTION (17) for internal topics, INVALID_REQUIRED_ACKS (21). With acks=0 there is no response to carry an error, so a failed
+MESSAGE_TOO_LARGE (10), OUT_OF_ORDER_SEQUENCE_NUMBER (45), INVALID_RECORD (87: also a batch of
+magic 0 or 1, or no batch at all, as Kafka answers a v3+ request), INVALID_TOPIC_EXCEPTION (17) for internal topics, INVALID_REQUIRED_ACKS (21). With acks=0 there is no response to carry an error, so a failed
 partition closes the connection instead (as Kafka does).
 A duplicate batch of an idempotent producer is answered as success with the offset it got the
 first time, as Kafka does.
@@ -22,7 +22,7 @@ import asyncio
 import logging
 from typing import Any
 
-from logstore.errors import DuplicateSequenceError, LogStoreError
+from logstore.errors import DuplicateSequenceError, LogStoreError, UnsupportedForMessageFormatError
 
 from . import CloseConnection
 from ..protocol.produce_writer import MAX_VERSION, MIN_VERSION, write_produce_response
@@ -34,7 +34,7 @@ INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 UNKNOWN_TOPIC_OR_PARTITION = 3
 INVALID_TOPIC = 17
 INVALID_REQUIRED_ACKS = 21
-CORRUPT_MESSAGE = 2
+INVALID_RECORD = 87
 KAFKA_STORAGE_ERROR = 56
 
 
@@ -68,13 +68,20 @@ async def produce(ctx: Any, request: Any) -> Any:
                 parts.append([idx, UNKNOWN_TOPIC_OR_PARTITION, -1, -1, -1, str(e)])
                 continue
             records = pd.records
+            version = int(type(request).__version__)
             if not records:
-                parts.append([idx, CORRUPT_MESSAGE, -1, -1, -1, "no records in produce request"])
+                parts.append([idx, INVALID_RECORD, -1, -1, -1,
+                              f"Produce requests with version {version} must have at least one record batch"])
                 continue
             try:
                 info = lg.append_batches(records, flush=False)
             except DuplicateSequenceError as e:
                 parts.append([idx, 0, e.first_offset, -1, lg.log_start_offset, None])
+                continue
+            except UnsupportedForMessageFormatError:
+                # Kafka's answer to an old-format batch in a v3+ request (the only ones served)
+                parts.append([idx, INVALID_RECORD, -1, -1, -1, f"Produce requests with version {version} are "
+                              f"only allowed to contain record batches with magic version 2"])
                 continue
             except LogStoreError as e:
                 code, msg = error_of(e)
