@@ -12,7 +12,9 @@ Modules:
     serve      `serve`
     topics     `topics`, `configs`
     console    `console-producer`, `console-consumer`
+    console_props  their line parser, properties files and flags, formatters, topic-name rules
     groups     `consumer-groups`
+    groups_describe  its `--describe --offsets | --members | --state` views and `--list --state`
     logtools   `dump-log`, `verify`
     backends   the admin operations over a broker (NetBackend) or on a log dir (DirBackend)
     common     ToolError, the one-line-error parser, target flags, KEY=VALUE parsing, `run_tool`

@@ -27,10 +27,22 @@ class TopicDesc(typing.NamedTuple):
     configs: list  # [(key, value)] that are not defaults
 
 
+class GroupInfo(typing.NamedTuple):
+    """A group as DescribeGroups shows it. `state` is "Dead" when the group does not exist;
+    `protocol` is the assignment strategy ("" when there is none, e.g. an Empty group);
+    `coordinator` is (node id, host, port), None on a log dir; each member is a dict with
+    member_id, group_instance_id (or None), client_id, client_host and assignment
+    [(topic, partition)]."""
+    state: str
+    protocol: str
+    coordinator: tuple[int, str, int] | None
+    members: list
+
+
 class Backend(Protocol):
     """What the admin tools ask of a broker or a log dir. Groups: `describe_group` returns
     (state, members, committed offsets), state "Dead" when the group does not exist; codes are
-    Kafka error codes (0 = done)."""
+    Kafka error codes (0 = done). `delete_offsets` returns (group-level code, {partition: code})."""
 
     def close(self) -> None: ...
     def list_topics(self) -> list[str]: ...
@@ -41,7 +53,10 @@ class Backend(Protocol):
     def topic_configs(self, name: str) -> list[dict[str, Any]]: ...
     def alter_configs(self, name: str, set_: dict[str, str], delete: list[str]) -> None: ...
     def list_groups(self) -> list[str]: ...
+    def list_group_states(self) -> list[tuple[str, str]]: ...
+    def group_info(self, group: str, *, coordinator: bool = True) -> GroupInfo: ...
     def describe_group(self, group: str) -> tuple[str, list[dict[str, Any]], dict[tuple[str, int], int]]: ...
+    def delete_offsets(self, group: str, tps: list[tuple[str, int]]) -> tuple[int, dict[tuple[str, int], int]]: ...
     def end_offsets(self, tps: list[tuple[str, int]], which: int) -> dict[tuple[str, int], int]: ...
     def describe_partitions(self, topic: str) -> list: ...
     def delete_group(self, group: str) -> int: ...
@@ -110,16 +125,48 @@ class NetBackend:
     def list_groups(self) -> list[str]:
         return sorted(g for g, ptype, _state in self.client.list_groups() if ptype in ("consumer", ""))
 
+    def list_group_states(self) -> list[tuple[str, str]]:
+        return sorted((g, state) for g, ptype, state in self.client.list_groups() if ptype in ("consumer", ""))
+
+    def group_info(self, group: str, *, coordinator: bool = True) -> GroupInfo:
+        from ..admin_client import API_DESCRIBE_GROUPS, KafkaError, decode_assignment
+        from ..admin_client.connection import code_of
+        resp = self.client.request(API_DESCRIBE_GROUPS, {"groups": [group], "include_authorized_operations": False})
+        g = resp.groups[0]
+        code = code_of(g.error_code)
+        if code == 69:  # GROUP_ID_NOT_FOUND (DescribeGroups v6+)
+            return GroupInfo("Dead", "", None, [])
+        if code:
+            raise KafkaError(code, where=f" (describing group {group!r})")
+        consumer = g.protocol_type in ("consumer", "")
+        members = [{"member_id": m.member_id, "group_instance_id": m.group_instance_id, "client_id": m.client_id,
+                    "client_host": m.client_host,
+                    "assignment": decode_assignment(bytes(m.member_assignment or b"")) if consumer else []}
+                   for m in g.members]
+        coord = self.client.find_coordinator(group) if coordinator and g.group_state != "Dead" else None
+        return GroupInfo(g.group_state, g.protocol_data or "", coord, members)
+
     def describe_group(self, group: str) -> tuple[str, list[dict[str, Any]], dict[tuple[str, int], int]]:
-        from ..admin_client import KafkaError
-        try:
-            d = self.client.describe_group(group)
-        except KafkaError as e:
-            if e.code == 69:  # GROUP_ID_NOT_FOUND (DescribeGroups v6+)
-                return "Dead", [], {}
-            raise
-        committed = self.client.offset_fetch(group)
-        return d["state"], d["members"], committed
+        info = self.group_info(group, coordinator=False)
+        if info.state == "Dead":
+            return "Dead", [], {}
+        return info.state, info.members, self.client.offset_fetch(group)
+
+    def delete_offsets(self, group: str, tps: list[tuple[str, int]]) -> tuple[int, dict[tuple[str, int], int]]:
+        import time
+
+        from ..admin_client import API_OFFSET_DELETE, RETRIABLE_COORDINATOR
+        from ..admin_client.connection import code_of
+        from ..admin_client.consumer_protocol import group_by_topic
+        topics = [{"name": t, "partitions": [{"partition_index": p} for p in ps]}
+                  for t, ps in group_by_topic(tps).items()]
+        for _ in range(20):
+            resp = self.client.request(API_OFFSET_DELETE, {"group_id": group, "topics": topics})
+            top = code_of(resp.error_code)
+            if top not in RETRIABLE_COORDINATOR:
+                break
+            time.sleep(0.1)
+        return top, {(t.name, int(p.partition_index)): code_of(p.error_code) for t in resp.topics for p in t.partitions}
 
     def end_offsets(self, tps: list[tuple[str, int]], which: int) -> dict[tuple[str, int], int]:
         return self.client.list_offsets(tps, which) if tps else {}
@@ -214,6 +261,17 @@ class DirBackend:
         gos = self._groups(create=False)
         return gos.groups() if gos is not None else []
 
+    def list_group_states(self) -> list[tuple[str, str]]:
+        return [(g, "Empty") for g in self.list_groups()]  # offline, no group has a live member
+
+    def group_info(self, group: str, *, coordinator: bool = True) -> GroupInfo:
+        gos = self._groups(create=False)
+        if gos is None or group not in gos.groups():
+            return GroupInfo("Dead", "", None, [])
+        # offline, no member is connected: the group is Empty, as once its members' sessions
+        # expired after a restart (a stored member list is not a live member), with no protocol
+        return GroupInfo("Empty", "", None, [])
+
     def describe_group(self, group: str) -> tuple[str, list[dict[str, Any]], dict[tuple[str, int], int]]:
         gos = self._groups(create=False)
         if gos is None or group not in gos.groups():
@@ -221,6 +279,22 @@ class DirBackend:
         committed = {tp: om.offset for tp, om in gos.fetch(group).items()}
         # offline, no member is connected: a group with members recorded is as after a restart
         return "Empty", [], committed
+
+    def delete_offsets(self, group: str, tps: list[tuple[str, int]]) -> tuple[int, dict[tuple[str, int], int]]:
+        """OffsetDelete as the broker answers it for an Empty group: GROUP_ID_NOT_FOUND (69) for
+        an unknown group, UNKNOWN_TOPIC_OR_PARTITION (3) per partition that does not exist; a
+        partition without a committed offset succeeds."""
+        gos = self._groups(create=False)
+        if gos is None or group not in gos.groups():
+            return 69, {}
+        res: dict[tuple[str, int], int] = {}
+        for t, p in tps:
+            ok = self.store.has_topic(t) and 0 <= p < self.store.topic(t).partitions
+            res[(t, p)] = 0 if ok else 3
+        gone = [tp for tp, code in res.items() if code == 0]
+        if gone:
+            gos.delete_offsets(group, gone)
+        return 0, res
 
     def end_offsets(self, tps: list[tuple[str, int]], which: int) -> dict[tuple[str, int], int]:
         import logstore

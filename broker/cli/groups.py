@@ -1,14 +1,17 @@
-"""`logstore consumer-groups`: kafka-consumer-groups.sh (--list, --describe, --delete, --reset-offsets).
+"""`logstore consumer-groups`: kafka-consumer-groups.sh (--list, --describe, --delete,
+--reset-offsets, --delete-offsets).
 
-Owns: the tool's flags and validation, the `--describe` table (GROUP, TOPIC, PARTITION,
-CURRENT-OFFSET, LOG-END-OFFSET, LAG, CONSUMER-ID, HOST, CLIENT-ID, Kafka's column widths and
-row order: assigned partitions by member, then partitions with only a committed offset), and the
-reset scenarios (--to-earliest / --to-latest / --to-current / --to-offset / --shift-by, clamped
-to the partition's offsets, a dry run unless --execute).
+Owns: the tool's flags and their validation (Kafka's ConsumerGroupCommandOptions rules and
+messages: which options need or exclude which), `--delete`, the reset scenarios (--to-earliest /
+--to-latest / --to-current / --to-offset / --shift-by, clamped to the partition's offsets, a dry
+run unless --execute) and `--delete-offsets` (OffsetDelete; Kafka's TOPIC PARTITION STATUS table).
+The views (`--describe --offsets | --members | --state`, `--list --state`) are groups_describe.py.
 
-Invariants: offsets are reset only for a group that is Empty or Dead; `--describe` of a group
-that does not exist prints Kafka's error, goes on with the other groups and exits 1. Everything
-goes through a `Backend` (backends.py); errors follow common.py's policy with prefix `Error: `.
+Invariants: every usage error is found before a broker or log dir is opened; offsets are reset
+only for a group that is Empty or Dead; `--describe` of a group that does not exist prints
+Kafka's error, goes on with the other groups and exits 1; `--delete-offsets` prints its table
+even when some partitions failed, then exits 1 with one line on stderr. Everything goes through a
+`Backend` (backends.py); errors follow common.py's policy with prefix `Error: `.
 """
 
 from __future__ import annotations
@@ -19,127 +22,235 @@ from typing import Any
 
 from .backends import Backend, open_backend
 from .common import ToolError, add_target, run_tool, tool_parser
+from .groups_describe import describe_groups, list_groups
+
+# (dest, Kafka's option name) of the reset scenarios, in the order Kafka checks them
+_SCENARIOS = [("to_offset", "to-offset"), ("to_earliest", "to-earliest"), ("to_latest", "to-latest"),
+              ("to_current", "to-current"), ("shift_by", "shift-by")]
+_ACTIONS = [("list", "list"), ("describe", "describe"), ("delete", "delete"), ("reset_offsets", "reset-offsets"),
+            ("delete_offsets", "delete-offsets")]
+_SCOPE = "[all-groups], [group]"
+_DRY_RUN_WARNING = ("WARN: No action will be performed as the --execute option is missing.In a future major "
+                    "release, the default behavior of this command will be to prompt the user before executing the "
+                    "reset rather than doing a dry run. You should add the --dry-run option explicitly if you are "
+                    "scripting this command and want to keep the current default behavior without prompting.")
+# Kafka's messages for the error codes OffsetDelete answers
+_ERROR_TEXT = {
+    3: "This server does not host this topic-partition.",
+    14: "The coordinator is loading and hence can't process requests.",
+    15: "The coordinator is not available.",
+    16: "This is not the correct coordinator.",
+    24: "The configured groupId is invalid.",
+    30: "Not authorized to access group.",
+    68: "The group is not empty.",
+    69: "The group id does not exist.",
+    86: "Deleting offsets of a topic is forbidden while the consumer group is actively subscribed to it.",
+}
 
 
 def add_consumer_groups_parser(sub: Any) -> None:
     """Register `consumer-groups` on the `logstore` command's subparsers."""
-    p = tool_parser(sub, "consumer-groups", "list, describe, delete and reset consumer groups (kafka-consumer-groups.sh)",
-                    "List, describe or delete consumer groups, or reset their offsets; same flags and output as "
+    p = tool_parser(sub, "consumer-groups",
+                    "list, describe, delete and reset consumer groups (kafka-consumer-groups.sh)",
+                    "List all consumer groups, describe a consumer group, delete consumer group info, reset "
+                    "consumer group offsets or delete some of their offsets; same flags, output and errors as "
                     "kafka-consumer-groups.sh.")
     add_target(p)
     a = p.add_argument_group("action (exactly one)")
-    a.add_argument("--list", action="store_true", help="list groups")
-    a.add_argument("--describe", action="store_true", help="offsets and lag of a group")
-    a.add_argument("--delete", action="store_true", help="delete a group (it must have no members)")
-    a.add_argument("--reset-offsets", action="store_true", help="reset a group's offsets (group must be inactive)")
-    p.add_argument("--group", action="append", help="the group (repeatable)")
-    p.add_argument("--all-groups", action="store_true", help="every group")
-    p.add_argument("--topic", action="append", help="--reset-offsets: topic, or topic:p1,p2")
-    p.add_argument("--all-topics", action="store_true", help="--reset-offsets: every topic the group has offsets for")
-    s = p.add_argument_group("reset scenario (one, with --reset-offsets)")
-    s.add_argument("--to-earliest", action="store_true")
-    s.add_argument("--to-latest", action="store_true")
-    s.add_argument("--to-current", action="store_true")
-    s.add_argument("--to-offset", type=int, metavar="N")
-    s.add_argument("--shift-by", type=int, metavar="N")
+    a.add_argument("--list", action="store_true", help="list all consumer groups (with --state: and their states)")
+    a.add_argument("--describe", action="store_true",
+                   help="describe consumer groups: offsets and lag (the default, or --offsets), --members or --state")
+    a.add_argument("--delete", action="store_true",
+                   help="delete groups with their offsets (they must have no active members)")
+    a.add_argument("--reset-offsets", action="store_true",
+                   help="reset offsets of consumer groups (they must be inactive): a dry run unless --execute")
+    a.add_argument("--delete-offsets", action="store_true",
+                   help="delete offsets of one group (--group) for topics (--topic); refused with "
+                        "GROUP_SUBSCRIBED_TO_TOPIC for a topic the group's active members subscribe to")
+    p.add_argument("--group", action="append", help="the consumer group to act on (repeatable)")
+    p.add_argument("--all-groups", action="store_true", help="apply to all consumer groups")
+    p.add_argument("--topic", action="append",
+                   help="--reset-offsets / --delete-offsets: a topic, or topic:p1,p2 for some of its partitions "
+                        "(repeatable)")
+    p.add_argument("--all-topics", action="store_true",
+                   help="--reset-offsets: every topic the group has offsets for")
+    d = p.add_argument_group("describe and list options")
+    d.add_argument("--offsets", action="store_true",
+                   help="--describe: every partition of the group with its offset and lag (the default)")
+    d.add_argument("--members", action="store_true",
+                   help="--describe: the group's members (GROUP CONSUMER-ID HOST CLIENT-ID #PARTITIONS)")
+    d.add_argument("--state", nargs="*", metavar="STATE",
+                   help="--describe: the group's coordinator, assignment strategy, state and member count; "
+                        "--list: each group's state, only groups in these states if given (e.g. stable,empty; "
+                        "case-insensitive)")
+    d.add_argument("--verbose", action="store_true",
+                   help="--describe: more detail, the ASSIGNMENT column of --members (as Kafka 3.x; accepted "
+                        "with --offsets and --state, which it does not change)")
+    s = p.add_argument_group("reset scenario (exactly one, with --reset-offsets)")
+    s.add_argument("--to-earliest", action="store_true", help="reset offsets to the earliest offset")
+    s.add_argument("--to-latest", action="store_true", help="reset offsets to the latest offset")
+    s.add_argument("--to-current", action="store_true", help="reset offsets to the current offset")
+    s.add_argument("--to-offset", type=int, metavar="N", help="reset offsets to offset N")
+    s.add_argument("--shift-by", type=int, metavar="N", help="shift the current offset by N (may be negative)")
     p.add_argument("--execute", action="store_true", help="--reset-offsets: do it (default is a dry run)")
     p.add_argument("--dry-run", action="store_true", help="--reset-offsets: only show the new offsets")
     p.set_defaults(func=lambda args: run_tool(_cmd_consumer_groups, args, "Error: "))
 
 
-def _fmt_row(widths: list[int], values: list[Any]) -> str:
-    return " ".join(f"{str(v):<{w}}" if w else str(v) for w, v in zip(widths, values))
+def _has(args: argparse.Namespace, dest: str) -> bool:
+    """Whether the option `dest` was given (flags: True; --state: any list, even empty)."""
+    v = getattr(args, dest, None)
+    return v is not None and v is not False
+
+
+def check_args(args: argparse.Namespace) -> str:
+    """Kafka's option rules for kafka-consumer-groups.sh, in Kafka's order; the action to run.
+    Raises ToolError with Kafka's message for a combination Kafka rejects."""
+    # options available only with --describe (or --list for --state)
+    unavailable = [name for dest, name in (("members", "members"), ("verbose", "verbose"), ("offsets", "offsets"))
+                   if _has(args, dest) and not args.describe]
+    if _has(args, "state") and not (args.describe or args.list):
+        unavailable.append("state")
+    if unavailable:
+        raise ToolError(f"Option(s) [{', '.join(unavailable)}] are unavailable given other options on the command line")
+    scoped = bool(args.group) or args.all_groups
+    if args.describe:
+        if not scoped:
+            raise ToolError(f"Option [describe] takes one of these options: {_SCOPE}")
+        if sum(_has(args, o) for o in ("members", "offsets", "state")) > 1:
+            raise ToolError("Option [describe] takes at most one of these options: [members], [offsets], [state]")
+        if args.state:
+            raise ToolError("Option [describe] does not take a value for [state]")
+    if args.delete:
+        if not scoped:
+            raise ToolError(f"Option [delete] takes one of these options: {_SCOPE}")
+        if args.topic:
+            raise ToolError("The consumer does not support topic-specific offset deletion from a consumer group.")
+    if args.delete_offsets and (not args.group or not args.topic):
+        raise ToolError("Option [delete-offsets] takes the following options: [group], [topic]")
+    if args.reset_offsets:
+        if args.dry_run and args.execute:
+            raise ToolError("Option [reset-offsets] only accepts one of [execute] and [dry-run]")
+        if not scoped:
+            raise ToolError(f"Option [reset-offsets] takes one of these options: {_SCOPE}")
+        used = [name for dest, name in _SCENARIOS if _has(args, dest)]
+        if len(used) > 1:
+            raise ToolError(f'Option "[{used[0]}]" can\'t be used with option "[{used[1]}]"')
+    if args.group and args.all_groups:
+        raise ToolError('Option "[group]" can\'t be used with option "[all-groups]"')
+    if args.group and args.list:
+        raise ToolError('Option "[group]" can\'t be used with option "[list]"')
+    if args.topic and (args.list or args.describe):
+        raise ToolError(f'Option "[topic]" can\'t be used with option "[{"list" if args.list else "describe"}]"')
+    actions = [dest for dest, _name in _ACTIONS if getattr(args, dest)]
+    if len(actions) != 1:
+        raise ToolError("Command must include exactly one action: " + ", ".join(f"--{n}" for _d, n in _ACTIONS))
+    if args.reset_offsets:
+        if not any(_has(args, dest) for dest, _name in _SCENARIOS):
+            raise ToolError("Option '[reset-offsets]' requires one of the following scenarios: ["
+                            + ", ".join(f"[{n}]" for _d, n in _SCENARIOS) + "]")
+        if not args.topic and not args.all_topics:
+            raise ToolError("One of the reset scopes should be defined: --all-topics, --topic.")
+    if args.delete_offsets and len(args.group) > 1:
+        raise ToolError("Option [delete-offsets] supports only one consumer group: --group is given more than once")
+    return actions[0]
 
 
 def _cmd_consumer_groups(args: argparse.Namespace) -> int:
-    actions = [a for a in ("list", "describe", "delete", "reset_offsets") if getattr(args, a)]
-    if len(actions) != 1:
-        raise ToolError("Command must include exactly one action: --list, --describe, --delete, --reset-offsets")
-    action = actions[0]
+    action = check_args(args)
     be = open_backend(args)
     try:
         if action == "list":
-            for g in be.list_groups():
-                print(g)
-            return 0
+            return list_groups(be, args.state)
+        if action == "delete_offsets":
+            return _delete_offsets(be, args.group[0], args.topic)
         groups = be.list_groups() if args.all_groups else (args.group or [])
-        if not groups and not args.all_groups:
-            raise ToolError(f"Option '--{action.replace('_', '-')}' takes one of these options: --all-groups, --group")
         if action == "describe":
-            failed = False
-            for g in groups:
-                failed |= _describe_group(be, g)
-            return 1 if failed else 0
+            view = "members" if args.members else "state" if args.state is not None else "offsets"
+            return describe_groups(be, groups, view, args.verbose)
         if action == "delete":
-            errors = {}
-            for g in groups:
-                code = be.delete_group(g)
-                if code:
-                    errors[g] = code
-            if errors:
-                from ..admin_client import ERROR_NAMES
-                why = {68: "The group is not empty.", 69: "The group id does not exist."}
-                detail = "; ".join(f"Group '{g}' could not be deleted due to: {ERROR_NAMES.get(c, c)}"
-                                   f"{' (' + why[c] + ')' if c in why else ''}" for g, c in errors.items())
-                raise ToolError(f"Deletion of some consumer groups failed: {detail}")
-            print(f"Deletion of requested consumer groups ('{', '.join(groups)}') was successful.")
-            return 0
+            return _delete_groups(be, groups)
+        if not args.execute and not args.dry_run:
+            sys.stderr.write(_DRY_RUN_WARNING + "\n")
         return _reset_offsets(be, args, groups)
     finally:
         be.close()
 
 
-def _describe_group(be: Backend, group: str) -> bool:
-    """Kafka's --describe --offsets output for one group; True when the group does not exist."""
-    state, members, committed = be.describe_group(group)
-    if state == "Dead":
-        sys.stderr.write(f"Error: Consumer group '{group}' does not exist.\n")
-        return True
-    rows: list[list[Any]] = []
-    assigned: set = set()
-    members = sorted(members, key=lambda m: -len(m["assignment"]))
-    all_tps = sorted({tp for m in members for tp in m["assignment"]} | set(committed))
-    leo = be.end_offsets(all_tps, -1)
+def _delete_groups(be: Backend, groups: list[str]) -> int:
+    errors = {}
+    for g in groups:
+        code = be.delete_group(g)
+        if code:
+            errors[g] = code
+    if errors:
+        from ..admin_client import ERROR_NAMES
+        why = {68: "The group is not empty.", 69: "The group id does not exist."}
+        detail = "; ".join(f"Group '{g}' could not be deleted due to: {ERROR_NAMES.get(c, c)}"
+                           f"{' (' + why[c] + ')' if c in why else ''}" for g, c in errors.items())
+        raise ToolError(f"Deletion of some consumer groups failed: {detail}")
+    print(f"Deletion of requested consumer groups ('{', '.join(groups)}') was successful.")
+    return 0
 
-    def row(tp: tuple[str, int], cid: str, host: str, client_id: str) -> list[Any]:
-        cur = committed.get(tp)
-        end = leo.get(tp)
-        lag = end - cur if cur is not None and end is not None else "-"
-        return [group, tp[0], tp[1], "-" if cur is None else cur, "-" if end is None else end, lag, cid, host, client_id]
 
-    for m in members:
-        if not m["assignment"]:
-            continue
-        for tp in sorted(m["assignment"], key=lambda x: (x[1], x[0])):
-            assigned.add(tp)
-            rows.append(row(tp, m["member_id"], m["client_host"], m["client_id"]))
-    for tp in sorted((tp for tp in committed if tp not in assigned), key=lambda x: (x[0], x[1])):
-        rows.append(row(tp, "-", "-", "-"))
-    if state == "Empty":
-        sys.stderr.write(f"\nConsumer group '{group}' has no active members.\n")
-    elif state in ("PreparingRebalance", "CompletingRebalance"):
-        sys.stderr.write(f"\nWarning: Consumer group '{group}' is rebalancing.\n")
-    if not rows:
-        return False
-    w = [max(15, *(len(str(r[0])) for r in rows)), max(15, *(len(str(r[1])) for r in rows)), 10, 15, 15, 15,
-         max(15, *(len(str(r[6])) for r in rows)), max(15, *(len(str(r[7])) for r in rows)), 0]
-    out = ["", _fmt_row(w, ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG",
-                            "CONSUMER-ID", "HOST", "CLIENT-ID"])]
-    out += [_fmt_row(w, r) for r in rows]
-    print("\n".join(out))
-    print()
-    return False
+def _parse_topic_spec(spec: str) -> tuple[str, list[int] | None]:
+    """`topic` or `topic:p1,p2` → (topic, [partitions] or None for all of them)."""
+    topic, sep, plist = spec.partition(":")
+    if not sep:
+        return topic, None
+    try:
+        return topic, [int(x) for x in plist.split(",") if x.strip()]
+    except ValueError:
+        raise ToolError(f"invalid --topic {spec!r}: expected topic or topic:p1,p2") from None
+
+
+def _error_status(code: int) -> str:
+    from ..admin_client import ERROR_NAMES
+    name = ERROR_NAMES.get(code, f"error code {code}")
+    text = _ERROR_TEXT.get(code)
+    return f"Error: {name}: {text}" if text else f"Error: {name}"
+
+
+def _delete_offsets(be: Backend, group: str, specs: list[str]) -> int:
+    """Kafka's --delete-offsets: OffsetDelete of the partitions named, then the TOPIC PARTITION
+    STATUS table; a topic that does not exist is one row with partition "-"."""
+    tps: list[tuple[str, int]] = []
+    status: dict[tuple[str, int], int] = {}
+    for spec in specs:
+        topic, parts = _parse_topic_spec(spec)
+        if parts is None:
+            try:
+                parts = [p[0] for p in be.describe_partitions(topic)]
+            except ToolError:
+                status[(topic, -1)] = 3
+                continue
+        tps += [(topic, p) for p in parts if (topic, p) not in tps]
+    top, res = be.delete_offsets(group, tps) if tps else (0, {})
+    for tp in tps:
+        status[tp] = top or res.get(tp, 0)
+    if top in (24, 30, 68, 69):
+        message = _ERROR_TEXT[top]
+    elif top in (0, 3, 29, 86):
+        message = "Encountered some partition-level error, see the follow-up details." \
+            if any(status.values()) else f"Request succeeded for deleting offsets from group {group}."
+    else:
+        from ..admin_client import ERROR_NAMES
+        message = f"Encountered some unknown error: {ERROR_NAMES.get(top, f'error code {top}')}"
+    if not any(status.values()):
+        print(message)
+    w = max([15] + [len(t) for t, _p in status])
+    lines = ["", f"{'TOPIC':<{w}} {'PARTITION':<10} {'STATUS':<15}"]
+    for (t, p), code in sorted(status.items(), key=lambda kv: kv[0][0] + str(kv[0][1])):
+        lines.append(f"{t:<{w}} {p if p >= 0 else '-'!s:<10} {'Successful' if not code else _error_status(code):<15}")
+    print("\n".join(lines))
+    if any(status.values()):
+        sys.stdout.flush()
+        raise ToolError(message)
+    return 0
 
 
 def _reset_offsets(be: Backend, args: argparse.Namespace, groups: list[str]) -> int:
-    scenarios = [s for s in ("to_earliest", "to_latest", "to_current") if getattr(args, s)]
-    scenarios += [s for s in ("to_offset", "shift_by") if getattr(args, s) is not None]
-    if len(scenarios) != 1:
-        raise ToolError("Option '--reset-offsets' requires one of: --to-earliest, --to-latest, --to-current, "
-                        "--to-offset, --shift-by")
-    if not args.topic and not args.all_topics:
-        raise ToolError("Option '--reset-offsets' requires one of: --topic, --all-topics")
-    scenario = scenarios[0]
+    scenario = next(dest for dest, _name in _SCENARIOS if _has(args, dest))  # exactly one (check_args)
     result: list[tuple[str, str, int, int]] = []
     for g in groups:
         state, _members, committed = be.describe_group(g)
@@ -150,14 +261,9 @@ def _reset_offsets(be: Backend, args: argparse.Namespace, groups: list[str]) -> 
         if args.all_topics:
             tps = sorted(committed)
         for spec in args.topic or []:
-            topic, _, plist = spec.partition(":")
-            if plist:
-                try:
-                    tps += [(topic, int(x)) for x in plist.split(",") if x.strip()]
-                except ValueError:
-                    raise ToolError(f"invalid --topic {spec!r}: expected topic or topic:p1,p2") from None
-            else:
-                tps += [(topic, p[0]) for p in be.describe_partitions(topic)]
+            topic, parts = _parse_topic_spec(spec)
+            tps += [(topic, p) for p in parts] if parts is not None else \
+                [(topic, p[0]) for p in be.describe_partitions(topic)]
         earliest = be.end_offsets(tps, -2)
         latest = be.end_offsets(tps, -1)
         new: dict[tuple[str, int], int] = {}
