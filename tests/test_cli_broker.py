@@ -4,11 +4,9 @@ console-consumer and consumer-groups, including each error case."""
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
-import sys
 import time
 import uuid
 
@@ -16,8 +14,8 @@ import pytest
 
 from broker.pytest_plugin import start_broker
 from logstore.client import partition_for_key
+from .cli_helpers import LOGSTORE, one_error_line, run
 
-LOGSTORE = os.environ.get("LOGSTORE_CLI") or os.path.join(os.path.dirname(sys.executable), "logstore")
 
 
 @pytest.fixture(scope="module")
@@ -38,17 +36,6 @@ def topic() -> str:
     return f"t-{uuid.uuid4().hex[:8]}"
 
 
-def run(*args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    p = subprocess.run([LOGSTORE, *args], input=stdin, capture_output=True, text=True, timeout=timeout)
-    assert "Traceback" not in p.stderr, p.stderr
-    return p
-
-
-def one_error_line(p: subprocess.CompletedProcess) -> str:
-    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
-    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, p.stderr
-    return lines[0]
 
 
 def test_topics_lifecycle(bs, topic) -> None:

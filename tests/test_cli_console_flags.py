@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 
@@ -19,22 +18,11 @@ import pytest
 import logstore
 from broker.pytest_plugin import start_broker
 from logstore import records as R
+from .cli_helpers import LOGSTORE, one_error_line, run
 
-LOGSTORE = os.environ.get("LOGSTORE_CLI") or os.path.join(os.path.dirname(sys.executable), "logstore")
 TS = (int(time.time()) - 3600) * 1000
 
 
-def run(*args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    p = subprocess.run([LOGSTORE, *args], input=stdin, capture_output=True, text=True, timeout=timeout)
-    assert "Traceback" not in p.stderr, p.stderr
-    return p
-
-
-def one_error_line(p: subprocess.CompletedProcess) -> str:
-    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
-    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, p.stderr
-    return lines[0]
 
 
 def batches(data: str, topic: str, partition: int = 0) -> list[R.BatchHeader]:

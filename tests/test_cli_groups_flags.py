@@ -7,9 +7,7 @@ in groups (one of them a static member)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 import uuid
 
@@ -18,8 +16,9 @@ import pytest
 import logstore
 from broker.pytest_plugin import start_broker
 from logstore.groups import GroupMetadataValue, GroupOffsetStore, MemberMetadata
+from .cli_helpers import one_error_line
+from .cli_helpers import run as cli_run
 
-LOGSTORE = os.environ.get("LOGSTORE_CLI") or os.path.join(os.path.dirname(sys.executable), "logstore")
 NO_MEMBERS = "\nConsumer group '{}' has no active members.\n"
 SUBSCRIBED = ("Error: GROUP_SUBSCRIBED_TO_TOPIC: Deleting offsets of a topic is forbidden while the consumer group "
               "is actively subscribed to it.")
@@ -27,16 +26,8 @@ PARTITION_LEVEL = "Error: Encountered some partition-level error, see the follow
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    p = subprocess.run([LOGSTORE, "consumer-groups", *args], capture_output=True, text=True, timeout=timeout)
-    assert "Traceback" not in p.stderr, p.stderr
-    return p
+    return cli_run("consumer-groups", *args, timeout=timeout)
 
-
-def one_error_line(p: subprocess.CompletedProcess) -> str:
-    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
-    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, p.stderr
-    return lines[0]
 
 
 def state_table(group: str, coordinator: str, strategy: str, state: str, members: int) -> str:

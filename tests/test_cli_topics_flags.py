@@ -10,8 +10,6 @@ against a real broker process."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 
 import pytest
@@ -19,23 +17,12 @@ import pytest
 import logstore
 from broker.pytest_plugin import start_broker
 from logstore.groups import GroupMetadataValue, GroupOffsetStore, MemberMetadata, OffsetAndMetadata
+from .cli_helpers import one_error_line, run
 
-LOGSTORE = os.environ.get("LOGSTORE_CLI") or os.path.join(os.path.dirname(sys.executable), "logstore")
 TOPIC_ERR = "Error while executing topic command : "
 HINT = " (To alter topic configurations, the kafka-configs tool (`logstore configs`) can be used.)"
 
 
-def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    p = subprocess.run([LOGSTORE, *args], capture_output=True, text=True, timeout=timeout)
-    assert "Traceback" not in p.stderr, p.stderr
-    return p
-
-
-def one_error_line(p: subprocess.CompletedProcess) -> str:
-    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
-    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, p.stderr
-    return lines[0]
 
 
 @pytest.fixture
