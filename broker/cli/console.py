@@ -471,11 +471,7 @@ def _consume_dir(args: argparse.Namespace, cfg: ConsumerSettings, run: _Run, dd:
                 time.sleep(min(0.2, run.idle_left()))
         commit()
     except BaseException:
-        try:
-            run.out.flush()
-            commit()  # as Kafka's consumer does on close: what was printed counts as consumed
-        except Exception:  # noqa: BLE001 - the error being raised is the one to report
-            pass
+        _flush_and_commit_quietly(run, commit)
         raise
     finally:
         store.close()
@@ -613,11 +609,7 @@ def _consume_broker(args: argparse.Namespace, cfg: ConsumerSettings, run: _Run, 
                 last_commit = time.monotonic()
         commit()
     except BaseException:
-        try:
-            run.out.flush()
-            commit()  # as Kafka's consumer does on close: what was printed counts as consumed
-        except Exception:  # noqa: BLE001 - the error being raised is the one to report
-            pass
+        _flush_and_commit_quietly(run, commit)
         raise
     finally:
         try:
@@ -638,3 +630,13 @@ def _offset_arg(off: str) -> int:
         raise ToolError(f"The provided offset value '{off}' is incorrect. Valid values are 'earliest', "
                         f"'latest', or a non-negative long.")
     return value
+
+
+def _flush_and_commit_quietly(run: Any, commit: Any) -> None:
+    """On the way out after an error: flush what was printed and commit it, as Kafka's consumer
+    does on close (printed counts as consumed); a failure here must not hide the first error."""
+    try:
+        run.out.flush()
+        commit()
+    except Exception:  # noqa: BLE001 - the error being raised is the one to report
+        pass
