@@ -4,7 +4,7 @@ the error policy.
 Owns: `ToolError` (a failure the user can act on), `OneLineParser` (argparse whose usage
 errors are one line), `tool_parser` / `add_target` (a subcommand with the
 `--bootstrap-server | --data-dir` target flags), `target` (which of the two was given),
-`parse_props` (`--property` / `--config` style lists), `parse_config_pairs` (kafka-topics'
+`parse_props` (`--property` style flags: one key=value each), `parse_config_pairs` (kafka-topics'
 `--config`: one pair per flag, commas kept in the value), `parse_config_list` (kafka-configs'
 `--add-config`: `k=v,k=[a,b]`), `add_version_flag` (`--version`) and `run_tool`.
 
@@ -60,15 +60,15 @@ def add_target(p: argparse.ArgumentParser) -> None:
 
 
 def parse_props(items: list[str] | None, flag: str) -> dict[str, str]:
-    """KEY=VALUE items of a repeatable flag as a dict; `--property` takes one pair per item, the
-    other flags (--config, --add-config) also comma-separated pairs."""
+    """KEY=VALUE items of a repeatable flag (`--property`, `--consumer-property`,
+    `--producer-property`) as a dict: one pair per item, the value kept whole (it may hold commas
+    and '=', as in Kafka's `parseKeyValueArgs`); the key is trimmed."""
     out: dict[str, str] = {}
     for item in items or []:
-        for part in [item] if flag == "--property" else item.split(","):
-            k, sep, v = part.partition("=")
-            if not sep or not k.strip():
-                raise ToolError(f"invalid {flag} {part!r}: expected key=value")
-            out[k.strip()] = v
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip():
+            raise ToolError(f"invalid {flag} {item!r}: expected key=value")
+        out[k.strip()] = v
     return out
 
 

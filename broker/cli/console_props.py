@@ -23,20 +23,7 @@ from typing import Any, Callable
 
 from .common import ToolError, parse_props
 
-# -- key=value lists and .properties files ---------------------------------------------------------
-
-
-def kv_items(items: list[str] | None, flag: str) -> dict[str, str]:
-    """`--consumer-property` / `--producer-property` items: one key=value pair each (a value may
-    hold commas and '=', as in Kafka's `parseKeyValueArgs`)."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        k, sep, v = item.partition("=")
-        if not sep or not k.strip():
-            raise ToolError(f"invalid {flag} {item!r}: expected key=value")
-        out[k.strip()] = v
-    return out
-
+# -- .properties files ----------------------------------------------------------------------------
 
 _ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
 
@@ -248,7 +235,7 @@ class ProducerSettings:
 def producer_settings(args: Any) -> ProducerSettings:
     """--producer.config, then --producer-property, then the flags (an explicit flag wins)."""
     props = load_properties(args.producer_config, "--producer.config") if args.producer_config else {}
-    props.update(kv_items(args.producer_property, "--producer-property"))
+    props.update(parse_props(args.producer_property, "--producer-property"))
 
     def merged(key: str, flag_value: Any, default: Any) -> Any:
         if flag_value is not None:
@@ -358,7 +345,7 @@ def consumer_settings(args: Any) -> ConsumerSettings:
     """The consumer's configuration from --consumer.config, --consumer-property and the flags,
     checked in the order and with the messages of Kafka's ConsoleConsumerOptions."""
     file_props = load_properties(args.consumer_config, "--consumer.config") if args.consumer_config else {}
-    extra = kv_items(args.consumer_property, "--consumer-property")
+    extra = parse_props(args.consumer_property, "--consumer-property")
     groups: list[str] = []
     for g in (args.group, file_props.get("group.id"), extra.get("group.id")):
         if g is not None and g not in groups:
