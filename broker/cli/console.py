@@ -27,7 +27,7 @@ import os
 import re
 import sys
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .backends import DirBackend
 from .common import ToolError, add_target, parse_props, run_tool, target, tool_parser
@@ -420,17 +420,9 @@ def _consume_dir(args: argparse.Namespace, cfg: ConsumerSettings, run: _Run, dd:
             topics = [args.topic]
         tps = [(t, p) for t in topics for p in range(store.topic(t).partitions)]
         if args.partition is not None:
-            tp = (args.topic, args.partition)
-            if tp not in tps:
-                raise ToolError(f"topic '{args.topic}' has no partition {args.partition}")
+            tp, start = _partition_start(args, tps, reset)
+            positions[tp] = start
             run.started = True
-            off = args.offset
-            if off is None or off == "latest":
-                positions[tp] = reset(tp, "earliest" if args.from_beginning else "latest")
-            elif off == "earliest":
-                positions[tp] = reset(tp, "earliest")
-            else:
-                positions[tp] = _offset_arg(off)
         else:
             run.started = True
             if cfg.group:
@@ -535,17 +527,10 @@ def _consume_broker(args: argparse.Namespace, cfg: ConsumerSettings, run: _Run, 
     try:
         topics, all_tps = subscribed()
         if args.partition is not None:
-            tp = (args.topic, args.partition)
-            if tp not in all_tps:
-                raise ToolError(f"topic '{args.topic}' has no partition {args.partition}")
+            tp, start = _partition_start(args, all_tps, lambda tp, policy: client.list_offsets(
+                [tp], EARLIEST if policy == "earliest" else LATEST)[tp])
+            positions[tp] = start
             run.started = True
-            off = args.offset
-            if off is None or off == "latest":
-                positions[tp] = client.list_offsets([tp], EARLIEST if args.from_beginning else LATEST)[tp]
-            elif off == "earliest":
-                positions[tp] = client.list_offsets([tp], EARLIEST)[tp]
-            else:
-                positions[tp] = _offset_arg(off)
         else:
             run.started = True
             if cfg.group:
@@ -618,6 +603,22 @@ def _consume_broker(args: argparse.Namespace, cfg: ConsumerSettings, run: _Run, 
         except Exception:  # noqa: BLE001 - leaving is a courtesy: the session timeout removes us anyway
             pass
         client.close()
+
+
+def _partition_start(args: argparse.Namespace, tps: list[tuple[str, int]],
+                     offset_at: Callable[[tuple[str, int], str], int]) -> tuple[tuple[str, int], int]:
+    """`--partition P [--offset O]`: the partition and where reading starts, as Kafka's tool:
+    `latest` (the default; the earliest with --from-beginning), `earliest`, or a non-negative
+    number. `offset_at(tp, "earliest" | "latest")` looks the offset up in the backend."""
+    tp = (args.topic, args.partition)
+    if tp not in tps:
+        raise ToolError(f"topic '{args.topic}' has no partition {args.partition}")
+    off = args.offset
+    if off is None or off == "latest":
+        return tp, offset_at(tp, "earliest" if args.from_beginning else "latest")
+    if off == "earliest":
+        return tp, offset_at(tp, "earliest")
+    return tp, _offset_arg(off)
 
 
 def _offset_arg(off: str) -> int:
