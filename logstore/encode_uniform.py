@@ -78,9 +78,16 @@ def encode_uniform_pairs(records: Sequence[Any]) -> bytearray | None:
     if not MIN_RECORDS <= n <= MAX_RECORDS:
         return None
     try:
-        # one pass checks that every record is a pair with a null key (the common shape)
-        values: Any = [v for k, v in records if k is None]
-        if len(values) == n:
+        # the first and last records alone refuse most batches that are not uniform, before any
+        # pass over all of them (the general encoder then pays nothing for this attempt)
+        (k0, v0), (k1, v1) = records[0], records[-1]
+        if len(v0) != len(v1) or (k0 is None) != (k1 is None) or (k0 is not None and len(k0) != len(k1)):
+            return None
+        if k0 is None:
+            # one pass checks that every record is a pair with a null key (the common shape)
+            values: Any = [v for k, v in records if k is None]
+            if len(values) != n:
+                return None
             keys: Any = None
             klen = -1
         else:
