@@ -515,17 +515,7 @@ class Log(LogLoader):
     def truncate_fully(self, new_offset: int) -> None:
         """Delete every segment and restart the log, empty, at `new_offset`."""
         with self.lock:
-            for seg in list(self.segments.values()):
-                seg.delete_files()
-            self.segments.clear()
-            self._drop_producer_snapshots_above(-1)
-            cfg = self.config
-            self.segments[new_offset] = LogSegment(self.dir, new_offset, index_interval_bytes=cfg.index_interval_bytes,
-                                                   max_index_bytes=cfg.segment_index_bytes, active=True,
-                                                   create=True)
-            fsync_dir(self.dir)
-            self._log_start_offset = new_offset
-            self.recovery_point = new_offset
+            self._replace_all_segments(new_offset)
             self.producer_state.truncate()
 
     def delete_records(self, before_offset: int) -> int:

@@ -126,21 +126,29 @@ class LogLoader:
         does, delete what is left and restart the log, empty, at the log start offset. Lowering the
         start offset instead would reuse offsets that were deleted (a consumer may have committed
         past them), and the stale checkpoint on disk would later hide records appended there.
-        The old segments' names go first (fsynced), so a crash in between reopens as an empty dir."""
+        """
         lso = self._log_start_offset
         self.stats.problems.append(
             f"log end offset {self.log_end_offset} after recovery is below the log start offset {lso}: "
             f"deleted every segment, the log restarts empty at {lso}")
+        self._replace_all_segments(lso)
+
+    def _replace_all_segments(self, new_offset: int) -> None:
+        """Delete every segment and producer snapshot and start one empty active segment at
+        `new_offset`, which becomes the log start offset and the recovery point. The old names
+        are fsynced away first, so a crash in between reopens as an empty dir, never as old
+        segments beside a new one (Log.truncate_fully and recovery both end up here)."""
         for seg in list(self.segments.values()):
             seg.delete_files()
         self.segments.clear()
         self._drop_producer_snapshots_above(-1)
         fsync_dir(self.dir)
         cfg = self.config
-        self.segments[lso] = LogSegment(self.dir, lso, index_interval_bytes=cfg.index_interval_bytes,
-                                        max_index_bytes=cfg.segment_index_bytes, active=True, create=True)
+        self.segments[new_offset] = LogSegment(self.dir, new_offset, index_interval_bytes=cfg.index_interval_bytes,
+                                               max_index_bytes=cfg.segment_index_bytes, active=True, create=True)
         fsync_dir(self.dir)
-        self.recovery_point = lso
+        self._log_start_offset = new_offset
+        self.recovery_point = new_offset
 
     def _complete_swap(self, base: int, bases: set[int]) -> None:
         """Finish a cleaning that was renamed to `.swap`: the swap segment replaces the live
