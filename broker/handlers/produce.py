@@ -47,6 +47,7 @@ async def produce(ctx: Any, request: Any) -> Any:
     server = ctx.server
     store = server.store
     acks = int(request.acks)
+    version = int(type(request).__version__)
     loop = asyncio.get_running_loop()
     results: list[tuple[str, list[list[Any]]]] = []   # [index, error, base_offset, append_time_ms, lso, message]
     waits: list[tuple[list[Any], Any]] = []
@@ -68,7 +69,6 @@ async def produce(ctx: Any, request: Any) -> Any:
                 parts.append([idx, UNKNOWN_TOPIC_OR_PARTITION, -1, -1, -1, str(e)])
                 continue
             records = pd.records
-            version = int(type(request).__version__)
             if not records:
                 parts.append([idx, INVALID_RECORD, -1, -1, -1,
                               f"Produce requests with version {version} must have at least one record batch"])
@@ -113,7 +113,7 @@ async def produce(ctx: Any, request: Any) -> Any:
         return None
     # the frame is packed directly (protocol.produce_writer): kio entities per partition cost
     # more than the appends when a request carries hundreds of small partitions
-    return [write_produce_response(int(type(request).__version__), ctx.header.correlation_id, results)]
+    return [write_produce_response(version, ctx.header.correlation_id, results)]
 
 
 def register(registry: Any) -> None:
