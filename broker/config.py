@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 from logstore.config import BROKER_TOPIC_ALIASES, STORE_CONFIGS, TOPIC_CONFIGS
 
+from .properties import read_properties as _read_java_properties
+
 log = logging.getLogger("broker.config")
 
 INT32_MAX = 2**31 - 1
@@ -128,29 +130,17 @@ STORE_KEYS = frozenset(STORE_CONFIGS) | frozenset(BROKER_TOPIC_ALIASES) | {"log.
 
 
 def read_properties(path: str) -> dict[str, str]:
-    """Java `.properties`: `key=value` or `key: value`, `#`/`!` comments, `\\` continuations."""
-    out: dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        pending = ""
-        for lineno, raw in enumerate(f, 1):
-            line = raw.strip() if not pending else raw.lstrip()
-            if not pending and (not line or line[0] in "#!"):
-                continue
-            line = line.rstrip("\n")
-            if line.endswith("\\") and not line.endswith("\\\\"):
-                pending += line[:-1]
-                continue
-            line, pending = pending + line, ""
-            for i, ch in enumerate(line):
-                if ch in "=:":
-                    key, value = line[:i].strip(), line[i + 1:].strip()
-                    break
-            else:
-                key, value = line.strip(), ""
-            if not key:
-                raise ConfigError(f"{path}:{lineno}: no key in line {raw.rstrip()!r}")
-            out[key] = value
-    return out
+    """`server.properties` as Kafka reads it (Java `.properties`, broker/properties.py), values
+    trimmed as Kafka's ConfigDef trims them."""
+    try:
+        props = _read_java_properties(path)
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if "" in props:
+        raise ConfigError(f"{path}: a line has a value but no key: {props['']!r}")
+    return {k: v.strip() for k, v in props.items()}
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, str]:

@@ -9,6 +9,33 @@ from broker.config import BrokerConfig, ConfigError, parse_overrides, read_prope
 from broker.server import BrokerThread
 
 
+def test_properties_read_as_java_does(tmp_path) -> None:
+    """server.properties and the tools' config files share one parser with Java's rules: a blank
+    separates key and value, escapes are undone, a trailing odd backslash continues the line."""
+    from broker.properties import parse_properties
+    text = ("num.partitions 3\n"                     # blank as the separator
+            "log.dirs  :  /data/a\\:b   \n"           # ':' with blanks; an escaped ':' in the value
+            "key\\=with\\ equals=v\n"                  # escaped '=' and blank in the key
+            "uni=\\u00e9t\\u00E9\n"
+            "cont=a,\\\n   b\n"                      # continuation drops the next line's indent
+            "two.backslashes=x\\\\\n"                # an even count does not continue
+            "after=1\n"
+            "   # indented comment\n")
+    assert parse_properties(text) == {
+        "num.partitions": "3", "log.dirs": "/data/a:b   ", "key=with equals": "v", "uni": "\u00e9t\u00e9",
+        "cont": "a,b", "two.backslashes": "x\\", "after": "1"}
+    f = tmp_path / "server.properties"
+    f.write_text("num.partitions 3\nlog.dirs=/x   \n")
+    assert read_properties(str(f)) == {"num.partitions": "3", "log.dirs": "/x"}   # values trimmed
+    assert BrokerConfig.load(str(f))["num.partitions"] == 3
+    f.write_text("=oops\n")
+    with pytest.raises(ConfigError, match="no key"):
+        read_properties(str(f))
+    f.write_bytes(b"a=\xff\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        read_properties(str(f))
+
+
 def test_defaults() -> None:
     c = BrokerConfig({})
     assert c.listener.host == "127.0.0.1" and c.listener.port == 9092

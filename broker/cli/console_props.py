@@ -25,57 +25,15 @@ from .common import ToolError, parse_props
 
 # -- .properties files ----------------------------------------------------------------------------
 
-_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
-
-
-def _unescape(s: str) -> str:
-    out = []
-    i = 0
-    while i < len(s):
-        c = s[i]
-        if c == "\\" and i + 1 < len(s):
-            n = s[i + 1]
-            if n == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", s[i + 2:i + 6]):
-                out.append(chr(int(s[i + 2:i + 6], 16)))
-                i += 6
-                continue
-            out.append(_ESCAPES.get(n, n))
-            i += 2
-            continue
-        out.append(c)
-        i += 1
-    return "".join(out)
-
-
 def load_properties(path: str, flag: str) -> dict[str, str]:
-    """A Java `.properties` file as `java.util.Properties.load` reads it: `#`/`!` comments,
-    `key=value`, `key: value` or `key value`, backslash line continuations and escapes."""
+    """A Java `.properties` file as `java.util.Properties.load` reads it (broker/properties.py)."""
+    from ..properties import read_properties
     try:
-        with open(path, encoding="utf-8") as f:
-            raw = f.read().splitlines()
+        return read_properties(path)
     except OSError as e:
         raise ToolError(f"cannot read {flag} file {path}: {e.strerror or e}") from None
-    lines: list[str] = []
-    buf = ""
-    for ln in raw:
-        ln = ln.lstrip() if buf else ln
-        if not buf and (not ln.strip() or ln.lstrip()[0] in "#!"):
-            continue
-        trailing = len(ln) - len(ln.rstrip("\\"))
-        if trailing % 2:
-            buf += ln[:-1]
-            continue
-        lines.append(buf + ln)
-        buf = ""
-    if buf:
-        lines.append(buf)
-    out: dict[str, str] = {}
-    for ln in lines:
-        ln = ln.lstrip()
-        m = re.match(r"((?:\\.|[^=:\s\\])*)\s*[=:]?\s*(.*)$", ln, re.S)
-        key, value = (m.group(1), m.group(2)) if m else (ln, "")
-        out[_unescape(key)] = _unescape(value)
-    return out
+    except UnicodeDecodeError as e:
+        raise ToolError(f"cannot read {flag} file {path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
 def _bool(props: dict[str, str], key: str, default: bool) -> bool:
