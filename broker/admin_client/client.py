@@ -2,12 +2,14 @@
 
 Owns: request shapes and response unpacking for topics (Metadata, CreateTopics, DeleteTopics,
 CreatePartitions), configs (DescribeConfigs, IncrementalAlterConfigs / AlterConfigs), offsets
-and data (ListOffsets, Produce, Fetch) and groups (FindCoordinator, ListGroups, DescribeGroups,
-DeleteGroups, OffsetFetch, OffsetCommit). Results are plain tuples and dicts, not kio objects.
+and data (ListOffsets, DeleteRecords, Produce, Fetch), log dirs (DescribeLogDirs) and groups
+(FindCoordinator, ListGroups, DescribeGroups, DeleteGroups, OffsetFetch, OffsetCommit). Results
+are plain tuples and dicts, not kio objects.
 
 Invariants: a non-zero error code in a response raises `KafkaError(code, broker's message)`,
-except where a method documents that it returns codes (`delete_groups`, `fetch`); the request
-dicts hold only fields of versions up to `MAX_VERSIONS` (codes.py).
+except where a method documents that it returns codes (`delete_groups`, `fetch`,
+`list_offsets_results`, `delete_records`, `describe_log_dirs`); the request dicts hold only
+fields of versions up to `MAX_VERSIONS` (codes.py).
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable
 
-from .codes import (API_ALTER_CONFIGS, API_CREATE_PARTITIONS, API_CREATE_TOPICS, API_DELETE_GROUPS,
-                    API_DELETE_TOPICS, API_DESCRIBE_CONFIGS, API_DESCRIBE_GROUPS, API_FETCH, API_FIND_COORDINATOR,
-                    API_INCREMENTAL_ALTER_CONFIGS, API_LIST_GROUPS, API_LIST_OFFSETS, API_METADATA,
-                    API_OFFSET_COMMIT, API_OFFSET_FETCH, API_PRODUCE, RESOURCE_TOPIC, RETRIABLE_COORDINATOR,
-                    KafkaError)
+from .codes import (API_ALTER_CONFIGS, API_CREATE_PARTITIONS, API_CREATE_TOPICS,
+                    API_DELETE_GROUPS, API_DELETE_RECORDS, API_DELETE_TOPICS, API_DESCRIBE_CONFIGS, API_DESCRIBE_LOG_DIRS,
+                    API_DESCRIBE_GROUPS, API_FETCH, API_FIND_COORDINATOR, API_INCREMENTAL_ALTER_CONFIGS,
+                    API_LIST_GROUPS, API_LIST_OFFSETS, API_METADATA, API_OFFSET_COMMIT, API_OFFSET_FETCH,
+                    API_PRODUCE, RESOURCE_TOPIC, RETRIABLE_COORDINATOR, KafkaError)
 from .connection import Connection, code_of
 from .consumer_protocol import decode_assignment, group_by_topic
 
@@ -117,7 +119,18 @@ class AdminClient(Connection):
 
     # -- offsets and data ------------------------------------------------------------------
     def list_offsets(self, tps: Iterable[tuple[str, int]], timestamp: int) -> dict[tuple[str, int], int]:
-        """Offsets for a timestamp per partition (EARLIEST = -2, LATEST = -1)."""
+        """Offsets for a timestamp per partition (EARLIEST = -2, LATEST = -1); -1 where none."""
+        out = {}
+        for (t, p), (code, off) in self.list_offsets_results(tps, timestamp).items():
+            if code:
+                raise KafkaError(code, where=f" (ListOffsets of {t}-{p})")
+            out[(t, p)] = off
+        return out
+
+    def list_offsets_results(self, tps: Iterable[tuple[str, int]],
+                             timestamp: int) -> dict[tuple[str, int], tuple[int, int]]:
+        """ListOffsets for one timestamp (or EARLIEST -2, LATEST -1, MAX_TIMESTAMP -3, ...):
+        {tp: (error code, offset)}, offset -1 when no record has a timestamp at or after it."""
         by_topic = group_by_topic(tps)
         resp = self.request(API_LIST_OFFSETS, {
             "replica_id": -1, "isolation_level": 0,
@@ -127,14 +140,43 @@ class AdminClient(Connection):
         out = {}
         for t in resp.topics:
             for p in t.partitions:
-                if code_of(p.error_code):
-                    raise KafkaError(code_of(p.error_code), where=f" (ListOffsets of {t.name}-{p.partition_index})")
                 off = getattr(p, "offset", None)
                 if off is None:
                     olds = getattr(p, "old_style_offsets", ())
                     off = olds[0] if olds else -1
-                out[(t.name, int(p.partition_index))] = int(off)
+                out[(t.name, int(p.partition_index))] = (code_of(p.error_code), int(off))
         return out
+
+    def delete_records(self, offsets: dict[tuple[str, int], int], *,
+                       timeout_ms: int = 30000) -> dict[tuple[str, int], tuple[int, int]]:
+        """DeleteRecords: move each partition's log start offset to its offset (-1: the high
+        watermark). {tp: (error code, new low watermark)}; a partition the broker did not answer
+        for is UNKNOWN_SERVER_ERROR (-1)."""
+        by_topic: dict[str, list[dict]] = {}
+        for (t, p), off in offsets.items():
+            by_topic.setdefault(t, []).append({"partition_index": p, "offset": off})
+        resp = self.request(API_DELETE_RECORDS, {
+            "topics": [{"name": t, "partitions": ps} for t, ps in by_topic.items()], "timeout": timeout_ms},
+            timeout=self.timeout + timeout_ms / 1000)
+        got = {(t.name, int(p.partition_index)): (code_of(p.error_code), int(p.low_watermark))
+               for t in resp.topics for p in t.partitions}
+        return {tp: got.get(tp, (-1, -1)) for tp in offsets}
+
+    # -- log dirs ----------------------------------------------------------------------------
+    def describe_log_dirs(self, topics: dict[str, list[int]] | None = None) -> list[dict[str, Any]]:
+        """DescribeLogDirs of this broker (`topics` None: every partition): [{"log_dir", "error"
+        (code), "total_bytes", "usable_bytes" (-1 before v4), "partitions": [(topic, partition,
+        size, offset lag, is future)]}]. Raises KafkaError(UNSUPPORTED_VERSION) if the broker
+        lacks the API, or the response's top-level error."""
+        req = {"topics": None if topics is None else [{"topic": t, "partitions": ps} for t, ps in topics.items()]}
+        resp = self.request(API_DESCRIBE_LOG_DIRS, req)
+        if code_of(getattr(resp, "error_code", 0)):
+            raise KafkaError(code_of(resp.error_code), where=" (DescribeLogDirs)")
+        return [{"log_dir": r.log_dir, "error": code_of(r.error_code),
+                 "total_bytes": int(getattr(r, "total_bytes", -1)), "usable_bytes": int(getattr(r, "usable_bytes", -1)),
+                 "partitions": [(t.name, int(p.partition_index), int(p.partition_size), int(p.offset_lag),
+                                 bool(p.is_future_key)) for t in r.topics for p in t.partitions]}
+                for r in resp.results]
 
     def produce(self, topic: str, partition: int, batch: bytes, *, acks: int = -1, timeout_ms: int = 30000) -> int:
         """Send record batches to one partition; returns the base offset assigned (-1 for acks=0)."""

@@ -4,7 +4,8 @@
     logstore serve [server.properties] [--override key=value ...]
 
 Kafka's tools, with their flags and output shapes:
-    logstore topics | configs | console-producer | console-consumer | consumer-groups   (admin and
+    logstore topics | configs | console-producer | console-consumer | consumer-groups
+             | get-offsets | delete-records | log-dirs                               (admin and
         data tools; `--bootstrap-server HOST:PORT`, or `--data-dir DIR` to open a log dir directly)
     logstore dump-log --files F.log | verify DIR                                      (offline)
 
@@ -15,6 +16,7 @@ Modules:
     console_props  their line parser, properties files and flags, formatters, topic-name rules
     groups     `consumer-groups`
     groups_describe  its `--describe --offsets | --members | --state` views and `--list --state`
+    offset_tools  `get-offsets`, `delete-records`, `log-dirs --describe`
     logtools   `dump-log`, `verify`
     backends   the admin operations over a broker (NetBackend) or on a log dir (DirBackend)
     common     ToolError, the one-line-error parser, target flags, KEY=VALUE parsing, `run_tool`
@@ -39,6 +41,7 @@ from .common import OneLineParser, ToolError
 from .console import add_console_consumer_parser, add_console_producer_parser
 from .groups import add_consumer_groups_parser
 from .logtools import add_dump_log_parser, add_verify_parser
+from .offset_tools import add_delete_records_parser, add_get_offsets_parser, add_log_dirs_parser
 from .serve import add_serve_parser, cmd_serve
 from .topics import add_configs_parser, add_topics_parser
 
@@ -50,6 +53,9 @@ def add_tool_parsers(sub: Any) -> None:
     add_console_producer_parser(sub)
     add_console_consumer_parser(sub)
     add_consumer_groups_parser(sub)
+    add_get_offsets_parser(sub)
+    add_delete_records_parser(sub)
+    add_log_dirs_parser(sub)
     add_dump_log_parser(sub)
     add_verify_parser(sub)
 

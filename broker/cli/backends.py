@@ -1,4 +1,5 @@
-"""The admin operations of `topics`, `configs` and `consumer-groups`, over a broker or on a log dir.
+"""The admin operations of `topics`, `configs`, `consumer-groups`, `get-offsets`, `delete-records`
+and `log-dirs`, over a broker or on a log dir.
 
 Owns: `Backend`, the operations those tools need, and its two implementations: `NetBackend`
 (through `broker.admin_client.AdminClient`, for --bootstrap-server) and `DirBackend` (a log dir
@@ -61,6 +62,12 @@ class Backend(Protocol):
     def describe_partitions(self, topic: str) -> list: ...
     def delete_group(self, group: str) -> int: ...
     def commit_offsets(self, group: str, offsets: dict[tuple[str, int], int]) -> None: ...
+    # offsets and log dirs (offset_tools.py): per-partition results are (Kafka error code, value)
+    def partitions_by_topic(self, internal: bool) -> dict[str, list[int]]: ...
+    def list_offsets(self, tps: list[tuple[str, int]], timestamp: int) -> dict[tuple[str, int], tuple[int, int]]: ...
+    def delete_records(self, offsets: dict[tuple[str, int], int]) -> dict[tuple[str, int], tuple[int, int]]: ...
+    def node_ids(self) -> list[int]: ...
+    def describe_log_dirs(self, node_ids: list[int]) -> dict[int, list[dict[str, Any]]]: ...
 
 
 def topic_partitions(client: Any, topic: str) -> list:
@@ -74,9 +81,9 @@ def topic_partitions(client: Any, topic: str) -> list:
 class NetBackend:
     """Admin operations through a broker."""
 
-    def __init__(self, address: str, timeout: float):
+    def __init__(self, address: str, timeout: float, *, client_id: str = "logstore-cli"):
         from ..admin_client import AdminClient
-        self.client = AdminClient(address, timeout=timeout)
+        self.client = AdminClient(address, timeout=timeout, client_id=client_id)
 
     def close(self) -> None:
         self.client.close()
@@ -179,6 +186,36 @@ class NetBackend:
 
     def commit_offsets(self, group: str, offsets: dict[tuple[str, int], int]) -> None:
         self.client.offset_commit(group, offsets)
+
+    # offsets and log dirs
+    def partitions_by_topic(self, internal: bool) -> dict[str, list[int]]:
+        """Every topic (internal ones only if `internal`, by Metadata's is_internal) and its partitions."""
+        return {name: [p[0] for p in t["partitions"]] for name, t in self.client.metadata()["topics"].items()
+                if not t["error"] and (internal or not t["internal"])}
+
+    def list_offsets(self, tps: list[tuple[str, int]], timestamp: int) -> dict[tuple[str, int], tuple[int, int]]:
+        return self.client.list_offsets_results(tps, timestamp) if tps else {}
+
+    def delete_records(self, offsets: dict[tuple[str, int], int]) -> dict[tuple[str, int], tuple[int, int]]:
+        return self.client.delete_records(offsets) if offsets else {}
+
+    def node_ids(self) -> list[int]:
+        return sorted(b[0] for b in self.client.metadata([])["brokers"])
+
+    def describe_log_dirs(self, node_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        """DescribeLogDirs of each broker in `node_ids`, asked over this connection when the
+        cluster is this one broker, else over a connection to each broker's advertised address."""
+        from ..admin_client import AdminClient
+        brokers = {b[0]: b for b in self.client.metadata([])["brokers"]}
+        out: dict[int, list[dict[str, Any]]] = {}
+        for node in node_ids:
+            if len(brokers) == 1:
+                out[node] = self.client.describe_log_dirs()
+                continue
+            _, host, port = brokers[node]
+            with AdminClient(f"{host}:{port}", timeout=self.client.timeout, client_id=self.client.client_id) as c:
+                out[node] = c.describe_log_dirs()
+        return out
 
 
 class DirBackend:
@@ -320,6 +357,63 @@ class DirBackend:
 
     def commit_offsets(self, group: str, offsets: dict[tuple[str, int], int]) -> None:
         self._groups(create=True).commit(group, offsets)
+
+    # offsets and log dirs: the broker's answers (handlers/admin.py, handlers/log_dirs.py), offline
+    def partitions_by_topic(self, internal: bool) -> dict[str, list[int]]:
+        from .console_props import INTERNAL_TOPICS
+        return {t: list(range(self.store.topic(t).partitions)) for t in self.store.topics()
+                if internal or t not in INTERNAL_TOPICS}
+
+    def list_offsets(self, tps: list[tuple[str, int]], timestamp: int) -> dict[tuple[str, int], tuple[int, int]]:
+        """ListOffsets as Kafka answers it: -1 latest, -2 earliest, -3 max timestamp, -4 earliest
+        local (the log start: no tiered storage), -5 latest tiered (-1: none), else the first
+        offset whose timestamp is at or after it (-1 when none). UNKNOWN_TOPIC_OR_PARTITION (3) for a
+        partition that does not exist, INVALID_REQUEST (42) for another negative timestamp."""
+        import logstore
+        out: dict[tuple[str, int], tuple[int, int]] = {}
+        for t, p in tps:
+            try:
+                lg = self.store.partition(t, p)
+            except logstore.UnknownTopicOrPartitionError:
+                out[(t, p)] = (3, -1)
+                continue
+            if timestamp == -1:
+                out[(t, p)] = (0, lg.log_end_offset)
+            elif timestamp in (-2, -4):
+                out[(t, p)] = (0, lg.log_start_offset)
+            elif timestamp == -5:
+                out[(t, p)] = (0, -1)
+            elif timestamp < -5:
+                out[(t, p)] = (42, -1)
+            else:
+                found = lg.max_timestamp_offset() if timestamp == -3 else lg.offset_for_timestamp(timestamp)
+                out[(t, p)] = (0, found[0] if found else -1)
+        return out
+
+    def delete_records(self, offsets: dict[tuple[str, int], int]) -> dict[tuple[str, int], tuple[int, int]]:
+        """DeleteRecords per partition (-1: up to the high watermark): (code, new log start offset)."""
+        from logstore.errors import LogStoreError
+        out: dict[tuple[str, int], tuple[int, int]] = {}
+        for (t, p), off in offsets.items():
+            try:
+                out[(t, p)] = (0, self.store.delete_records(t, p, off))
+            except LogStoreError as e:
+                code = e.error_code
+                out[(t, p)] = (code if code is not None else -1, -1)
+        return out
+
+    def node_ids(self) -> list[int]:
+        """The node id this log dir was written by (meta.properties), as the one broker."""
+        return [int(getattr(self.store, "meta", {}).get("node.id", 0) or 0)]
+
+    def describe_log_dirs(self, node_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        """What DescribeLogDirs answers for this dir (broker/handlers/log_dirs.py), without a broker."""
+        from ..handlers.log_dirs import partition_sizes, volume_bytes
+        total, usable = volume_bytes(self.store.path)
+        parts = [(t, p, size, 0, False) for t, ps in partition_sizes(self.store, None).items() for p, size in ps]
+        one = [{"log_dir": self.store.path, "error": 0, "total_bytes": total, "usable_bytes": usable,
+                "partitions": parts}]
+        return {n: one for n in node_ids}
 
 
 def open_backend(args: argparse.Namespace, *, create: bool = False) -> Backend:

@@ -122,6 +122,7 @@ def default_registry(*, groups: bool = True) -> Registry:
     reg = Registry()
     for mod in (api_versions, metadata, produce, fetch, admin):
         mod.register(reg)
+    from . import log_dirs; log_dirs.register(reg)  # noqa: E702  DescribeLogDirs (35)
     if groups:
         try:
             from . import groups as group_handlers
