@@ -69,8 +69,11 @@ def _choice(*choices: str) -> Callable[[str, Any], str]:
 
 
 def _cleanup_policy(key: str, value: Any) -> str:
+    """Kafka's ValidList.in("compact", "delete"): each element one of those; the empty list is
+    valid (neither deletion nor compaction: the log is kept whole), which is what an
+    IncrementalAlterConfigs SUBTRACT of the last policy leaves."""
     parts = [p.strip() for p in str(value).split(",") if p.strip()]
-    if not parts or any(p not in ("delete", "compact") for p in parts):
+    if any(p not in ("delete", "compact") for p in parts):
         raise InvalidConfigError(
             f"invalid value {value!r} for config {key!r}: must be delete, compact or compact,delete"
         )

@@ -20,6 +20,15 @@ def test_kafka_defaults():
     assert all(c.source(k) == "default" for k in TOPIC_CONFIGS)
 
 
+def test_empty_cleanup_policy_keeps_the_log_whole():
+    """Kafka's cleanup.policy is a list whose elements must be delete or compact; the empty list is
+    valid (what SUBTRACT of the last policy leaves): neither retention deletes nor the cleaner runs."""
+    c = LogConfig({"cleanup.policy": ""})
+    assert c.cleanup_policy == "" and not c.delete and not c.compact
+    with pytest.raises(InvalidConfigError, match="cleanup.policy"):
+        LogConfig({"cleanup.policy": "compact,shred"})
+
+
 def test_store_defaults_broker_aliases_and_topic_overrides():
     sc = StoreConfig({"log.segment.bytes": 5000, "log.retention.hours": 2, "flush.messages": 3,
                       "log.cleaner.enable": "false"})

@@ -6,10 +6,14 @@ Everything that changes the store (topic metadata is an fsynced log) or scans da
 lookups) runs in a worker thread, never on the event loop. Error codes follow Kafka's:
 INVALID_TOPIC_EXCEPTION 17, TOPIC_ALREADY_EXISTS 36, INVALID_PARTITIONS 37,
 INVALID_REPLICATION_FACTOR 38, INVALID_REPLICA_ASSIGNMENT 39, INVALID_CONFIG 40,
-INVALID_REQUEST 42, UNKNOWN_TOPIC_OR_PARTITION 3, OFFSET_OUT_OF_RANGE 1, UNKNOWN_TOPIC_ID 100.
+INVALID_REQUEST 42, UNKNOWN_TOPIC_OR_PARTITION 3, OFFSET_OUT_OF_RANGE 1, UNKNOWN_TOPIC_ID 100,
+UNSUPPORTED_VERSION 35 (a ListOffsets special timestamp too new for the request's version).
+When a request is wrong in several ways, the error is the one Kafka checks first (e.g. CreateTopics
+of an existing topic is TOPIC_ALREADY_EXISTS whatever its partition count or replication factor),
+and the messages of the controller-side checks are Kafka's own.
 
-Config resources: topics (type 2) can be described and altered; the broker (type 4) can be
-described, read-only. Config sources as Kafka numbers them: DYNAMIC_TOPIC_CONFIG 1,
+Config resources: topics (type 2) can be described and altered; the broker (type 4, named by its
+id; "" is the cluster-wide dynamic defaults, empty here) can be described, read-only. Config sources as Kafka numbers them: DYNAMIC_TOPIC_CONFIG 1,
 STATIC_BROKER_CONFIG 4, DEFAULT_CONFIG 5.
 
 Producer ids (InitProducerId) are allocated from the wall clock (ms << 8, then counting up), so
@@ -25,8 +29,9 @@ import time
 import uuid
 from typing import Any
 
-from logstore.config import BROKER_TOPIC_ALIASES, TOPIC_CONFIGS
-from logstore.errors import LogStoreError
+from logstore.config import BROKER_TOPIC_ALIASES, LIST_TOPIC_CONFIGS, TOPIC_CONFIGS, parse_topic_config
+from logstore.errors import LogStoreError, TopicAlreadyExistsError
+from logstore.store import METADATA_TOPIC, validate_topic_name
 
 from ..config import BROKER_KEYS
 from ._util import NO_AUTH_OPS, error_of, make, response_module, version
@@ -34,6 +39,8 @@ from ._util import NO_AUTH_OPS, error_of, make, response_module, version
 UNKNOWN_TOPIC_OR_PARTITION = 3
 OFFSET_OUT_OF_RANGE = 1
 INVALID_TOPIC = 17
+UNSUPPORTED_VERSION = 35
+TOPIC_ALREADY_EXISTS = 36
 INVALID_PARTITIONS = 37
 INVALID_REPLICATION_FACTOR = 38
 INVALID_REPLICA_ASSIGNMENT = 39
@@ -53,7 +60,8 @@ _CONFIG_TYPE = {"cleanup.policy": 7, "message.timestamp.type": 2, "compression.t
                 "min.cleanable.dirty.ratio": 6, "preallocate": 1, "unclean.leader.election.enable": 1,
                 "remote.storage.enable": 1, "message.downconversion.enable": 1,
                 "segment.bytes": 3, "segment.index.bytes": 3, "index.interval.bytes": 3,
-                "max.message.bytes": 3, "min.insync.replicas": 3}
+                "max.message.bytes": 3, "min.insync.replicas": 3, "compression.gzip.level": 3,
+                "compression.lz4.level": 3, "compression.zstd.level": 3}
 
 
 async def _in_thread(fn: Any, *args: Any) -> Any:
@@ -61,34 +69,57 @@ async def _in_thread(fn: Any, *args: Any) -> Any:
 
 
 # -- ListOffsets (2) ---------------------------------------------------------------------------
-def _list_offset(store: Any, topic: str, p: int, ts: int) -> tuple[int, int, int]:
-    """(error, timestamp, offset)."""
+# The special timestamps and the first version that may carry each (ReplicaManager's
+# timestampMinSupportedVersion); any other negative timestamp, or one too new for the request's
+# version, is UNSUPPORTED_VERSION.
+_SPECIAL_TIMESTAMP_MIN_VERSION = {-1: 1, -2: 1, -3: 7, -4: 8, -5: 9}
+
+
+def _list_offset(store: Any, topic: str, p: int, ts: int) -> tuple[int, int, int, int]:
+    """(error, timestamp, offset, leader epoch); -1, -1, -1 when nothing matches, as Kafka."""
     try:
         lg = store.partition(topic, p)
     except LogStoreError:
-        return UNKNOWN_TOPIC_OR_PARTITION, -1, -1
+        return UNKNOWN_TOPIC_OR_PARTITION, -1, -1, -1
     if ts == -1:
-        return 0, -1, lg.log_end_offset
-    if ts in (-2, -4, -5):
-        return 0, -1, lg.log_start_offset
+        return 0, -1, lg.log_end_offset, 0
+    if ts in (-2, -4):          # EARLIEST, EARLIEST_LOCAL (all data is local)
+        return 0, -1, lg.log_start_offset, 0
+    if ts == -5:                # LATEST_TIERED: no remote storage, so no tiered offset
+        return 0, -1, -1, -1
     if ts == -3:
         found = lg.max_timestamp_offset()
-        return (0, found[1], found[0]) if found else (0, -1, -1)
-    if ts < 0:
-        return INVALID_REQUEST, -1, -1
-    found = lg.offset_for_timestamp(ts)
-    return (0, found[1], found[0]) if found else (0, -1, -1)
+    else:
+        found = lg.offset_for_timestamp(ts)
+    return (0, found[1], found[0], 0) if found else (0, -1, -1, -1)
 
 
 async def list_offsets(ctx: Any, request: Any) -> Any:
     mod = response_module(request)
+    v = version(request)
     store = ctx.server.store
-    queries = [(t.name, int(p.partition_index), int(p.timestamp)) for t in request.topics for p in t.partitions]
+    seen: set[tuple[str, int]] = set()
+    dup: set[tuple[str, int]] = set()
+    for t in request.topics:
+        for p in t.partitions:
+            key = (t.name, int(p.partition_index))
+            (dup if key in seen else seen).add(key)
+    queries = []
+    for t in request.topics:
+        for p in t.partitions:
+            ts = int(p.timestamp)
+            if (t.name, int(p.partition_index)) in dup:
+                queries.append((INVALID_REQUEST, t.name, int(p.partition_index), ts))
+            elif ts < 0 and v < _SPECIAL_TIMESTAMP_MIN_VERSION.get(ts, 1 << 16):
+                queries.append((UNSUPPORTED_VERSION, t.name, int(p.partition_index), ts))
+            else:
+                queries.append((0, t.name, int(p.partition_index), ts))
 
-    def run() -> list[tuple[int, int, int]]:
-        return [_list_offset(store, *q) for q in queries]
+    def run() -> list[tuple[int, int, int, int]]:
+        return [_list_offset(store, topic, p, ts) if not err else (err, -1, -1, -1)
+                for err, topic, p, ts in queries]
 
-    if all(ts in (-1, -2) for _, _, ts in queries):
+    if all(ts in (-1, -2) for _, _, _, ts in queries):
         answers = run()
     else:
         answers = await _in_thread(run)
@@ -97,9 +128,9 @@ async def list_offsets(ctx: Any, request: Any) -> Any:
     for t in request.topics:
         parts = []
         for p in t.partitions:
-            err, ts, off = next(it)
+            err, ts, off, epoch = next(it)
             parts.append(make(mod.ListOffsetsPartitionResponse, partition_index=p.partition_index, error_code=err,
-                              timestamp=ts, offset=off, leader_epoch=0 if not err else -1))
+                              timestamp=ts, offset=off, leader_epoch=epoch if not err else -1))
         topics.append(make(mod.ListOffsetsTopicResponse, name=t.name, partitions=tuple(parts)))
     return make(mod.ListOffsetsResponse, topics=tuple(topics))
 
@@ -134,37 +165,88 @@ def _describe_entries(server: Any, cfg: Any, keys: Any, synonyms: bool, docs: bo
     return tuple(out)
 
 
+def _manual_assignment_error(broker_ids: Any, node_id: int, rf: int | None) -> str | None:
+    """Kafka's validateManualPartitionAssignment, for a cluster of one broker."""
+    ids = sorted(int(b) for b in broker_ids or ())
+    if not ids:
+        return "The manual partition assignment includes an empty replica list."
+    prev = None
+    for b in ids:
+        if b != node_id:
+            return f"The manual partition assignment includes broker {b}, but no such broker is registered."
+        if b == prev:
+            return f"The manual partition assignment includes the broker {b} more than once."
+        prev = b
+    if rf is not None and len(ids) != rf:
+        return (f"The manual partition assignment includes a partition with {len(ids)} replica(s), but this is "
+                f"not consistent with previous partitions, which have {rf} replica(s).")
+    return None
+
+
 def _create_one(server: Any, t: Any, validate_only: bool, v: int) -> tuple[int, str | None, Any]:
+    """One topic of a CreateTopics request, checked in Kafka's order (ReplicationControlManager):
+    the name, then whether it exists, then its configs, then assignments / replication factor /
+    partition count; so e.g. an existing topic is TOPIC_ALREADY_EXISTS whatever else is asked."""
     store = server.store
     name = t.name
+    try:
+        validate_topic_name(name)
+    except LogStoreError as e:
+        return INVALID_TOPIC, str(e), None
+    if name == METADATA_TOPIC:
+        return INVALID_REQUEST, f"Creation of internal topic {name} is prohibited.", None
+    if store.has_topic(name):
+        return TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.", None
+    nulls = [c.name for c in t.configs if c.value is None]
+    if nulls:
+        return INVALID_CONFIG, "Null value not supported for topic configs: " + ",".join(nulls), None
+    config: dict[str, str] = {c.name: c.value for c in t.configs}
+    try:
+        parse_topic_config(config)
+    except LogStoreError as e:
+        return (*error_of(e), None)
     n = int(t.num_partitions)
     rf = int(t.replication_factor)
     assignments = tuple(t.assignments or ())
     if assignments:
-        if n != -1 or rf != -1:
-            return INVALID_REQUEST, "give either num_partitions/replication_factor or replica assignments", None
-        for i, a in enumerate(sorted(assignments, key=lambda a: a.partition_index)):
-            if int(a.partition_index) != i or tuple(a.broker_ids) != (server.node_id,):
-                return INVALID_REPLICA_ASSIGNMENT, f"replica assignment must be [{server.node_id}] for partitions " \
-                                                   f"0..{len(assignments) - 1}", None
+        if rf != -1:
+            return INVALID_REQUEST, "A manual partition assignment was specified, but replication factor was " \
+                                    "not set to -1.", None
+        if n != -1:
+            return INVALID_REQUEST, "A manual partition assignment was specified, but numPartitions was not " \
+                                    "set to -1.", None
+        indexes: set[int] = set()
+        replicas: int | None = None
+        for a in assignments:
+            if int(a.partition_index) in indexes:
+                return INVALID_REPLICA_ASSIGNMENT, "Found multiple manual partition assignments for partition " \
+                                                   f"{int(a.partition_index)}", None
+            bad = _manual_assignment_error(a.broker_ids, server.node_id, replicas)
+            if bad:
+                return INVALID_REPLICA_ASSIGNMENT, bad, None
+            replicas = len(a.broker_ids)
+            indexes.add(int(a.partition_index))
+        if indexes != set(range(len(indexes))):
+            return INVALID_REPLICA_ASSIGNMENT, "partitions should be a consecutive 0-based integer sequence", None
         n = len(assignments)
-    if n == -1:
-        n = server.config["num.partitions"]
-    if n <= 0:
-        return INVALID_PARTITIONS, f"number of partitions must be larger than 0, or -1 for the default; got {n}", None
-    if rf == -1:
-        rf = 1
-    if rf <= 0:
-        return INVALID_REPLICATION_FACTOR, f"replication factor must be larger than 0, or -1; got {rf}", None
-    if rf > 1:
-        return INVALID_REPLICATION_FACTOR, f"replication factor {rf} is larger than the number of brokers (1)", None
-    config: dict[str, str] = {}
-    for c in t.configs:
-        if c.value is None:
-            return INVALID_CONFIG, f"config {c.name!r} has a null value", None
-        config[c.name] = c.value
+    elif rf < -1 or rf == 0:
+        return INVALID_REPLICATION_FACTOR, "Replication factor must be larger than 0, or -1 to use the default " \
+                                           "value.", None
+    elif n < -1 or n == 0:
+        return INVALID_PARTITIONS, "Number of partitions was set to an invalid non-positive value.", None
+    else:
+        if n == -1:
+            n = server.config["num.partitions"]
+        if rf == -1:
+            rf = server.config["default.replication.factor"] or 1
+        if rf > 1:
+            return INVALID_REPLICATION_FACTOR, f"Unable to replicate the partition {rf} time(s): The target " \
+                                               f"replication factor of {rf} cannot be reached because only 1 " \
+                                               "broker(s) are registered.", None
     try:
         info = store.create_topic(name, n, config, validate_only=validate_only)
+    except TopicAlreadyExistsError:   # created meanwhile by another request
+        return TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.", None
     except LogStoreError as e:
         return (*error_of(e), None)
     return 0, None, info
@@ -182,7 +264,7 @@ async def create_topics(ctx: Any, request: Any) -> Any:
         out = []
         for t in request.topics:
             if t.name in dup:
-                out.append((INVALID_REQUEST, f"topic {t.name!r} appears more than once in the request", None))
+                out.append((INVALID_REQUEST, "Duplicate topic name.", None))
             else:
                 out.append(_create_one(server, t, validate_only, v))
         return out
@@ -203,17 +285,36 @@ async def create_topics(ctx: Any, request: Any) -> Any:
 
 # -- DeleteTopics (20) --------------------------------------------------------------------------
 async def delete_topics(ctx: Any, request: Any) -> Any:
+    """Kafka's checks first (ControllerApis.deleteTopics): a name given twice, an id given twice,
+    an entry with both or neither name and id are INVALID_REQUEST; then each topic is deleted."""
     mod = response_module(request)
     v = version(request)
     store = ctx.server.store
+    zero = uuid.UUID(int=0)
     if v >= 6:
-        wanted = [(t.name, t.topic_id) for t in request.topics]
+        wanted = [(t.name, None if t.topic_id in (None, zero) else t.topic_id) for t in request.topics]
     else:
         wanted = [(n, None) for n in request.topic_names]
+    names = [n for n, tid in wanted if n is not None and tid is None]
+    ids = [tid for n, tid in wanted if n is None and tid is not None]
+    dup_names = {n for n in names if names.count(n) > 1}
+    dup_ids = {i for i in ids if ids.count(i) > 1}
 
     def run() -> list[tuple[str | None, Any, int, str | None]]:
         out = []
         for name, tid in wanted:
+            if name is None and tid is None:
+                out.append((None, tid, INVALID_REQUEST, "Neither topic name nor id were specified."))
+                continue
+            if name is not None and tid is not None:
+                out.append((name, tid, INVALID_REQUEST, "You may not specify both topic name and topic id."))
+                continue
+            if name in dup_names:
+                out.append((name, None, INVALID_REQUEST, "Duplicate topic name."))
+                continue
+            if tid in dup_ids:
+                out.append((None, tid, INVALID_REQUEST, "Duplicate topic id."))
+                continue
             if name is None:
                 try:
                     name = store.topic_by_id(tid).name
@@ -233,7 +334,7 @@ async def delete_topics(ctx: Any, request: Any) -> Any:
 
     res = await _in_thread(run)
     return make(mod.DeleteTopicsResponse, responses=tuple(
-        make(mod.DeletableTopicResult, name=n, topic_id=tid or uuid.UUID(int=0), error_code=err, error_message=msg)
+        make(mod.DeletableTopicResult, name=n, topic_id=tid or zero, error_code=err, error_message=msg)
         for n, tid, err, msg in res))
 
 
@@ -286,27 +387,58 @@ async def init_producer_id(ctx: Any, request: Any) -> Any:
 
 
 # -- configs (32, 33, 44) -----------------------------------------------------------------------
-def _broker_entries(server: Any, mod: Any, keys: Any, v: int) -> tuple:
+# Kafka's ConfigType of the broker keys reported here (DescribeConfigs v3+); aliases of topic
+# configs take the topic config's type.
+_BROKER_CONFIG_TYPE = {"listeners": 2, "advertised.listeners": 2, "log.dirs": 2, "log.dir": 2, "node.id": 3,
+                       "broker.id": 3, "num.partitions": 3, "default.replication.factor": 3,
+                       "auto.create.topics.enable": 1, "delete.topic.enable": 1, "offsets.topic.num.partitions": 3,
+                       "offsets.topic.replication.factor": 4, "offsets.topic.segment.bytes": 3,
+                       "offsets.retention.minutes": 3, "offsets.retention.check.interval.ms": 5,
+                       "offset.metadata.max.bytes": 3, "group.initial.rebalance.delay.ms": 3,
+                       "group.min.session.timeout.ms": 3, "group.max.session.timeout.ms": 3, "group.max.size": 3,
+                       "socket.request.max.bytes": 3, "connections.max.idle.ms": 5,
+                       "transaction.state.log.replication.factor": 4, "transaction.state.log.min.isr": 3}
+
+
+def _broker_entries(server: Any, mod: Any, keys: Any, synonyms: bool) -> tuple:
+    """The broker's own configs, read-only (no dynamic broker configs here). A key set in
+    server.properties is STATIC_BROKER_CONFIG, else DEFAULT_CONFIG; with synonyms, Kafka lists the
+    key's static value then its default (ConfigHelper.configSynonyms)."""
     cfg = server.config
-    out = []
-    items: dict[str, tuple[str | None, int]] = {}
+    items: dict[str, tuple[str | None, str | None, int]] = {}   # key -> (static, default, type)
     for k, (default, _p) in BROKER_KEYS.items():
-        raw = cfg.raw.get(k)
-        items[k] = (raw, SRC_STATIC_BROKER) if raw is not None else (default, SRC_DEFAULT)
+        items[k] = (cfg.raw.get(k), default, _BROKER_CONFIG_TYPE.get(k, 0))
+    node = str(server.node_id)
+    for k in ("node.id", "broker.id"):     # report the id in use, not an unset default
+        static = cfg.raw.get("node.id") or cfg.raw.get("broker.id")
+        items[k] = (node if static is not None else None, node, 3)
     for bkey, tkey in BROKER_TOPIC_ALIASES.items():
-        raw = cfg.store_config.get(bkey)
-        items[bkey] = (raw, SRC_STATIC_BROKER) if raw is not None else (TOPIC_CONFIGS[tkey].default, SRC_DEFAULT)
+        items[bkey] = (cfg.store_config.get(bkey), TOPIC_CONFIGS[tkey].default, _CONFIG_TYPE.get(tkey, 5))
+    out = []
     for k in sorted(items):
         if keys is not None and k not in keys:
             continue
-        value, src = items[k]
-        out.append(make(mod.DescribeConfigsResourceResult, name=k, value=value, read_only=True, config_source=src,
-                        is_default=src == SRC_DEFAULT, is_sensitive=False, synonyms=(), config_type=0,
-                        documentation=None))
+        static, default, ctype = items[k]
+        src = SRC_STATIC_BROKER if static is not None else SRC_DEFAULT
+        syns: tuple = ()
+        if synonyms:
+            lst = []
+            if static is not None:
+                lst.append(make(mod.DescribeConfigsSynonym, name=k, value=static, source=SRC_STATIC_BROKER))
+            if default is not None:
+                lst.append(make(mod.DescribeConfigsSynonym, name=k, value=default, source=SRC_DEFAULT))
+            syns = tuple(lst)
+        out.append(make(mod.DescribeConfigsResourceResult, name=k, value=static if static is not None else default,
+                        read_only=True, config_source=src, is_default=src == SRC_DEFAULT, is_sensitive=False,
+                        synonyms=syns, config_type=ctype, documentation=None))
     return tuple(out)
 
 
 async def describe_configs(ctx: Any, request: Any) -> Any:
+    """Kafka's ConfigHelper.describeConfigs: null or empty configuration_keys mean every key; a
+    topic's name is validated (INVALID_TOPIC_EXCEPTION) before it is looked up; the broker is
+    named by its id ("0"), and the empty name means the cluster-wide dynamic defaults, of which
+    there are none here."""
     mod = response_module(request)
     v = version(request)
     server = ctx.server
@@ -315,48 +447,86 @@ async def describe_configs(ctx: Any, request: Any) -> Any:
     results = []
     for r in request.resources:
         rtype, rname = int(r.resource_type), r.resource_name
-        keys = None if r.configuration_keys is None else set(r.configuration_keys)
+        keys = set(r.configuration_keys) if r.configuration_keys else None
         err, msg, configs = 0, None, ()
         if rtype == RESOURCE_TOPIC:
             try:
+                validate_topic_name(rname)
                 cfg = server.store.topic_config(rname)
                 configs = _describe_entries(server, cfg, keys, synonyms, docs, mod, "DescribeConfigsResourceResult",
                                             "DescribeConfigsSynonym", v)
             except LogStoreError as e:
                 err, msg = error_of(e)
         elif rtype == RESOURCE_BROKER:
-            if rname not in ("", str(server.node_id)):
-                err, msg = INVALID_REQUEST, f"unknown broker {rname!r} (this is broker {server.node_id})"
+            if not rname:
+                configs = ()
+            elif not rname.lstrip("-").isdigit():
+                err, msg = INVALID_REQUEST, f"Broker id must be an integer, but it is: {rname}"
+            elif int(rname) != server.node_id:
+                err, msg = INVALID_REQUEST, f"Unexpected broker id, expected {server.node_id} or empty string, " \
+                                            f"but received {rname}"
             else:
-                configs = _broker_entries(server, mod, keys, v)
+                configs = _broker_entries(server, mod, keys, synonyms)
         else:
-            err, msg = INVALID_REQUEST, f"resource type {rtype} is not supported"
+            err, msg = INVALID_REQUEST, f"Unsupported resource type: {rtype}"
         results.append(make(mod.DescribeConfigsResult, error_code=err, error_message=msg, resource_type=rtype,
                             resource_name=rname, configs=configs))
     return make(mod.DescribeConfigsResponse, results=tuple(results))
 
 
-def _alter_check(server: Any, rtype: int, rname: str) -> tuple[int, str | None]:
+def _alter_check(server: Any, r: Any, incremental: bool, dup_resources: set) -> tuple[int, str | None]:
+    """Kafka's checks of one AlterConfigs / IncrementalAlterConfigs resource before any change
+    (ConfigAdminManager.preprocess, ControllerConfigurationValidator): a resource named twice, a
+    key given twice, a null value (other than DELETE) are INVALID_REQUEST; a topic must have a
+    valid name, then exist."""
+    rtype, rname = int(r.resource_type), r.resource_name
+    if (rtype, rname) in dup_resources:
+        return INVALID_REQUEST, "Each resource must appear at most once."
+    names = [c.name for c in r.configs]
+    if len(set(names)) != len(names):
+        return INVALID_REQUEST, "Error due to duplicate config keys"
+    nulls = [c.name for c in r.configs if c.value is None and not (incremental and int(c.config_operation) == 1)]
+    if nulls:
+        return INVALID_REQUEST, "Null value not supported for : " + ", ".join(nulls)
+    if incremental:
+        for c in r.configs:
+            if int(c.config_operation) not in _OPS:
+                return INVALID_REQUEST, f"Unknown operations type {int(c.config_operation)}"
     if rtype == RESOURCE_BROKER:
+        if rname and (not rname.lstrip("-").isdigit() or int(rname) != server.node_id):
+            return INVALID_REQUEST, f"Unexpected broker id, expected {server.node_id}, but received {rname}"
         return INVALID_REQUEST, "broker configs are read-only here: set them in server.properties"
     if rtype != RESOURCE_TOPIC:
-        return INVALID_REQUEST, f"resource type {rtype} is not supported"
+        return INVALID_REQUEST, f"Unknown resource type {rtype}"
+    if not rname:
+        return INVALID_REQUEST, "Default topic resources are not allowed."
+    try:
+        validate_topic_name(rname)
+    except LogStoreError as e:
+        return INVALID_TOPIC, str(e)
+    if incremental:
+        for c in r.configs:
+            op = _OPS[int(c.config_operation)]
+            if op in ("append", "subtract") and c.name in TOPIC_CONFIGS and c.name not in LIST_TOPIC_CONFIGS:
+                return INVALID_CONFIG, f"Can't {op.upper()} to key {c.name} because its type is not LIST."
     if not server.store.has_topic(rname):
         return UNKNOWN_TOPIC_OR_PARTITION, f"unknown topic {rname!r}"
     return 0, None
 
 
-async def _alter_each(ctx: Any, request: Any, response: str, apply: Any) -> Any:
+async def _alter_each(ctx: Any, request: Any, response: str, apply: Any, incremental: bool) -> Any:
     """AlterConfigs and IncrementalAlterConfigs: check each resource, `apply(server, name,
     resource, validate_only)` to the topics that pass, answer per resource."""
     mod = response_module(request)
     server = ctx.server
     validate_only = bool(request.validate_only)
+    ids = [(int(r.resource_type), r.resource_name) for r in request.resources]
+    dup_resources = {i for i in ids if ids.count(i) > 1}
 
     def run() -> list[tuple[int, str | None]]:
         out = []
         for r in request.resources:
-            err, msg = _alter_check(server, int(r.resource_type), r.resource_name)
+            err, msg = _alter_check(server, r, incremental, dup_resources)
             if not err:
                 try:
                     apply(server, r.resource_name, r, validate_only)
@@ -372,50 +542,65 @@ async def _alter_each(ctx: Any, request: Any, response: str, apply: Any) -> Any:
 
 
 def _replace(server: Any, name: str, resource: Any, validate_only: bool) -> None:
-    server.store.set_topic_config(name, {c.name: c.value for c in resource.configs if c.value is not None},
-                                  validate_only=validate_only)
+    server.store.set_topic_config(name, {c.name: c.value for c in resource.configs}, validate_only=validate_only)
 
 
 async def alter_configs(ctx: Any, request: Any) -> Any:
-    return await _alter_each(ctx, request, "AlterConfigsResponse", _replace)
+    return await _alter_each(ctx, request, "AlterConfigsResponse", _replace, False)
 
 
 _OPS = {0: "set", 1: "delete", 2: "append", 3: "subtract"}  # AlterConfigOp.OpType
 
 
 def _incremental(server: Any, name: str, resource: Any, validate_only: bool) -> None:
-    from logstore.errors import InvalidConfigError
-    ops = []
-    for c in resource.configs:
-        op = _OPS.get(int(c.config_operation))
-        if op is None:
-            raise InvalidConfigError(f"config {c.name!r}: unknown operation {int(c.config_operation)}")
-        ops.append((op, c.name, c.value))
+    ops = [(_OPS[int(c.config_operation)], c.name, c.value) for c in resource.configs]
     server.store.incremental_alter_topic_config(name, ops, validate_only=validate_only)
 
 
 async def incremental_alter_configs(ctx: Any, request: Any) -> Any:
-    return await _alter_each(ctx, request, "IncrementalAlterConfigsResponse", _incremental)
+    return await _alter_each(ctx, request, "IncrementalAlterConfigsResponse", _incremental, True)
 
 
 # -- CreatePartitions (37) ----------------------------------------------------------------------
+def _grow_one(server: Any, t: Any, validate_only: bool) -> tuple[int, str | None]:
+    """Kafka's ReplicationControlManager.createPartitions checks, in its order: the topic exists,
+    the count is an increase, one assignment per new partition, each assignment valid."""
+    try:
+        current = server.store.topic(t.name).partitions
+    except LogStoreError:
+        return UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition."
+    count = int(t.count)
+    if count == current:
+        return INVALID_PARTITIONS, f"Topic already has {current} partition(s)."
+    if count < current:
+        return INVALID_PARTITIONS, f"The topic {t.name} currently has {current} partition(s); {count} would " \
+                                   "not be an increase."
+    if t.assignments is not None:
+        additional = count - current
+        if len(t.assignments) != additional:
+            return INVALID_REPLICA_ASSIGNMENT, f"Attempted to add {additional} additional partition(s), but only " \
+                                               f"{len(t.assignments)} assignment(s) were specified."
+        for a in t.assignments:
+            bad = _manual_assignment_error(a.broker_ids, server.node_id, 1)
+            if bad:
+                return INVALID_REPLICA_ASSIGNMENT, bad
+    try:
+        server.store.create_partitions(t.name, count, validate_only=validate_only)
+    except LogStoreError as e:
+        return error_of(e)
+    return 0, None
+
+
 async def create_partitions(ctx: Any, request: Any) -> Any:
     mod = response_module(request)
     server = ctx.server
     validate_only = bool(request.validate_only)
+    names = [t.name for t in request.topics]
+    dup = {n for n in names if names.count(n) > 1}
 
     def run() -> list[tuple[int, str | None]]:
-        out = []
-        for t in request.topics:
-            if t.assignments and any(tuple(a.broker_ids) != (server.node_id,) for a in t.assignments):
-                out.append((INVALID_REPLICA_ASSIGNMENT, f"replica assignment must be [{server.node_id}]"))
-                continue
-            try:
-                server.store.create_partitions(t.name, int(t.count), validate_only=validate_only)
-                out.append((0, None))
-            except LogStoreError as e:
-                out.append(error_of(e))
-        return out
+        return [(INVALID_REQUEST, "Duplicate topic name.") if t.name in dup else _grow_one(server, t, validate_only)
+                for t in request.topics]
 
     res = await _in_thread(run)
     return make(mod.CreatePartitionsResponse, results=tuple(
