@@ -193,11 +193,16 @@ class Log(LogLoader):
             if append_time >= 0:
                 R.set_log_append_time(buf, pos, append_time)
             else:
-                if cfg.message_timestamp_before_max_ms < R.LONG_MAX_TS and h.base_timestamp >= 0 and \
-                        now - h.base_timestamp > cfg.message_timestamp_before_max_ms:
-                    raise InvalidTimestampError(
-                        f"timestamp {h.base_timestamp} in batch at position {pos} of {where} is older than "
-                        f"message.timestamp.before.max.ms")
+                if cfg.message_timestamp_before_max_ms < R.LONG_MAX_TS and not h.is_control:
+                    # Kafka (LogValidator.validateTimestamp) checks every record: the first record's
+                    # timestamp (baseTimestamp) is not the oldest when a producer sets timestamps
+                    # out of order. Only decoded when the limit is set (the default is off).
+                    oldest = min((r.timestamp for r in R.decode_batch(buf, pos, verify_crc=False)
+                                  if r.timestamp >= 0), default=-1)
+                    if oldest >= 0 and now - oldest > cfg.message_timestamp_before_max_ms:
+                        raise InvalidTimestampError(
+                            f"timestamp {oldest} in batch at position {pos} of {where} is older than "
+                            f"message.timestamp.before.max.ms")
                 if cfg.message_timestamp_after_max_ms < R.LONG_MAX_TS and \
                         h.max_timestamp - now > cfg.message_timestamp_after_max_ms:
                     raise InvalidTimestampError(
@@ -234,11 +239,12 @@ class Log(LogLoader):
                 count += h.record_count
             seg.append(buf, info)
             # only once the bytes are written: a failed write must not make the retry a "duplicate"
-            for (pos, h), (_p, last, _ts) in zip(batches, info):
+            for (pos, h), (_p, last, ts) in zip(batches, info):
                 if h.producer_id >= 0 and h.base_sequence >= 0 and not h.is_control:
+                    # ts: the stored max timestamp (the append time on a LogAppendTime topic), as the
+                    # loader sees it when it rebuilds this state from the log and as Kafka keeps it
                     self.producer_state.update(h.producer_id, h.producer_epoch, h.base_sequence,
-                                               h.last_sequence, last - h.last_offset_delta, last,
-                                               h.max_timestamp)
+                                               h.last_sequence, last - h.last_offset_delta, last, ts)
             leo = offset
             flush_needed = leo - self.recovery_point >= cfg.flush_messages
             result = AppendInfo(first, leo - 1, append_time, self._log_start_offset, flush_needed, count)

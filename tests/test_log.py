@@ -175,6 +175,15 @@ def test_timestamp_bounds(tmp_path):
         lg.append([(b"k", b"v")], timestamp=NOW - 3_600_000)
     with pytest.raises(InvalidTimestampError, match="newer"):
         lg.append([(b"k", b"v")], timestamp=NOW + 3_600_000)
+    # every record counts, not the first (baseTimestamp): Kafka's LogValidator checks each one
+    now = int(time.time() * 1000)
+    from kafka.record.default_records import DefaultRecordBatchBuilder  # a client's batch: base = first record's
+    kb = DefaultRecordBatchBuilder(2, 0, False, -1, -1, -1, 1 << 20)
+    kb.append(0, now, b"k", b"new", [])
+    kb.append(1, now - 3_600_000, b"k", b"old", [])
+    batch = bytes(kb.build())
+    with pytest.raises(InvalidTimestampError, match=f"timestamp {now - 3_600_000} .* older"):
+        lg.append_batch(batch)
     assert lg.log_end_offset == 0
     lg.close()
 

@@ -9,7 +9,8 @@ MESSAGE_TOO_LARGE (10), OUT_OF_ORDER_SEQUENCE_NUMBER (45), INVALID_RECORD (87: a
 magic 0 or 1, or no batch at all, as Kafka answers a v3+ request), INVALID_TOPIC_EXCEPTION (17) for internal topics, INVALID_REQUIRED_ACKS (21). With acks=0 there is no response to carry an error, so a failed
 partition closes the connection instead (as Kafka does).
 A duplicate batch of an idempotent producer is answered as success with the offset it got the
-first time, as Kafka does.
+first time, as Kafka does; on a LogAppendTime topic also with the append time it got then, so
+a retried record's delivery report carries the timestamp a consumer will see.
 
 Durability: appends run with `flush=False`; when the topic's flush policy (`flush.messages`)
 asks for a flush, acks=all waits for it in a worker thread (concurrent flushes share fsyncs
@@ -41,6 +42,14 @@ KAFKA_STORAGE_ERROR = 56
 def _log_flush_error(fut: "asyncio.Future[Any]") -> None:
     if not fut.cancelled() and fut.exception() is not None:
         log.error("background flush failed: %s", fut.exception())
+
+
+def _duplicate_append_time(lg: Any, e: DuplicateSequenceError) -> int:
+    """The log_append_time answer for a duplicate batch: Kafka returns the timestamp of the batch it
+    duplicates (UnifiedLog: `appendInfo.setLogAppendTime(duplicate.timestamp)`). That is the
+    append time only on a LogAppendTime topic (the producer state keeps the stored max timestamp,
+    which there is the stamped append time); elsewhere the answer stays -1, as for CreateTime."""
+    return e.timestamp if lg.config.message_timestamp_type == "LogAppendTime" else -1
 
 
 async def produce(ctx: Any, request: Any) -> Any:
@@ -76,7 +85,8 @@ async def produce(ctx: Any, request: Any) -> Any:
             try:
                 info = lg.append_batches(records, flush=False)
             except DuplicateSequenceError as e:
-                parts.append([idx, 0, e.first_offset, -1, lg.log_start_offset, None])
+                parts.append([idx, 0, e.first_offset, _duplicate_append_time(lg, e),
+                              lg.log_start_offset, None])
                 continue
             except UnsupportedForMessageFormatError:
                 # Kafka's answer to an old-format batch in a v3+ request (the only ones served)
