@@ -35,6 +35,7 @@ import weakref
 from typing import Any, Mapping
 
 import logstore
+from logstore.file_slice import FileSlice
 
 from .config import BrokerConfig
 from .handlers import CloseConnection, Registry, RequestContext, default_registry
@@ -42,6 +43,7 @@ from .handlers.admin import ProducerIds
 from .handlers.api_versions import unsupported_version_response
 from .protocol import ProtocolError, UnsupportedVersion, decode_request, encode_response
 from .protocol.codec import RequestHeader
+from .zerocopy import direct_fd, write_parts
 
 log = logging.getLogger("broker.server")
 
@@ -60,7 +62,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 class _Connection(asyncio.Protocol):
     __slots__ = ("broker", "transport", "chunks", "have", "slots", "tasks", "peer", "closed", "paused_read",
-                 "paused_write", "last_active", "idle_handle", "need", "name")
+                 "paused_write", "last_active", "idle_handle", "need", "name", "sock_fd")
 
     def __init__(self, broker: "Broker"):
         self.broker = broker
@@ -77,10 +79,12 @@ class _Connection(asyncio.Protocol):
         self.idle_handle: asyncio.TimerHandle | None = None
         self.need = 4
         self.name = "?"
+        self.sock_fd: int | None = None
 
     # -- asyncio callbacks ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.sock_fd = direct_fd(transport)   # Fetch's file regions go out by sendfile through it
         self.peer = transport.get_extra_info("peername")
         self.name = f"{self.peer[0]}:{self.peer[1]}" if isinstance(self.peer, tuple) else str(self.peer)
         self.broker._connections.add(self)
@@ -218,7 +222,15 @@ class _Connection(asyncio.Protocol):
             if payload is None:
                 continue
             if isinstance(payload, list):
-                transport.writelines(payload)
+                if any(type(p) is FileSlice for p in payload):
+                    try:
+                        self.broker.sendfile_bytes += write_parts(transport, self.sock_fd, payload)
+                    except OSError as e:
+                        log.info("closing connection from %s: %s", self.name, e)
+                        self.close()
+                        return
+                else:
+                    transport.writelines(payload)
             else:
                 transport.write(payload)
             wrote = True
@@ -282,6 +294,7 @@ class Broker:
         self.host = self.config.listener.host or "0.0.0.0"
         self.port = self.config.listener.port
         self.stopping = False
+        self.sendfile_bytes = 0   # record bytes that left by sendfile (broker/zerocopy.py)
         self._server: asyncio.base_events.Server | None = None
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._loop_thread = 0

@@ -5,7 +5,8 @@ holding `fetch_offset` (it may start before the offset, and may end inside a bat
 cuts it, as Kafka's does; clients skip both). Limits: `partition_max_bytes` per partition and
 `max_bytes` for the response, except that the first partition with data always returns at least
 one full batch (KIP-74). The response is written by `protocol.write_fetch_response` as a list of
-buffers, so record bytes are never re-encoded.
+buffers, so record bytes are never re-encoded; a partition's data of SENDFILE_MIN_BYTES or more is
+a file region (FileSlice) in that list, which the server sends with `sendfile` (broker/zerocopy.py).
 
 Long polling: when fewer than `min_bytes` are available and `max_wait_ms` > 0, the request parks
 on the server's append waiters of its partitions and is recomputed when one of them grows, or
@@ -23,6 +24,7 @@ import time
 from typing import Any
 
 from logstore.errors import LogStoreError, OffsetOutOfRangeError
+from logstore.file_slice import FileSlice, pread_full
 
 from ..protocol import PartitionResult, TopicResult, write_fetch_response
 from ..protocol.fetch_writer import MAX_VERSION, MIN_VERSION
@@ -34,6 +36,9 @@ UNKNOWN_TOPIC_OR_PARTITION = 3
 OFFSET_OUT_OF_RANGE = 1
 UNKNOWN_TOPIC_ID = 100
 KAFKA_STORAGE_ERROR = 56
+# Below this a partition's data is read into memory at once (one pread, and the response leaves in
+# one writev); from it on, the file region itself goes into the response and out by sendfile.
+SENDFILE_MIN_BYTES = 64 * 1024
 
 
 def _collect(server: Any, request: Any, v: int) -> tuple[list[TopicResult], int, bool, list[Any]]:
@@ -81,7 +86,8 @@ def _collect(server: Any, request: Any, v: int) -> tuple[list[TopicResult], int,
                 continue
             try:
                 s = lg.read_slice(offset, max(limit, 1), min_one=(total == 0))
-                data = s.read() if s.size else b""
+                # a large region goes out by sendfile (broker/zerocopy.py), a small one is read now
+                data = s if s.size >= SENDFILE_MIN_BYTES else s.read() if s.size else b""
             except OffsetOutOfRangeError:
                 pr.error_code = OFFSET_OUT_OF_RANGE
                 pr.high_watermark = lg.log_end_offset
@@ -97,14 +103,17 @@ def _collect(server: Any, request: Any, v: int) -> tuple[list[TopicResult], int,
                 pr.error_code = e.error_code if e.error_code and e.error_code > 0 else KAFKA_STORAGE_ERROR
                 errors = True
                 continue
-            if data and total > 0 and (len(data) < 12 or len(data) < int.from_bytes(data[8:12], "big") + 12):
-                # not the first partition with data, and not even one whole batch fits: send
-                # nothing rather than a partial batch (the next fetch will get it first or whole)
-                continue
-            if data:
+            size = data.size if type(data) is FileSlice else len(data)
+            if size and total > 0:
+                head = pread_full(data.fd, 12, data.position) if type(data) is FileSlice else data[:12]
+                if size < 12 or size < int.from_bytes(head[8:12], "big") + 12:
+                    # not the first partition with data, and not even one whole batch fits: send
+                    # nothing rather than a partial batch (the next fetch will get it first or whole)
+                    continue
+            if size:
                 pr.records = [data]
-                pr.records_size = len(data)
-                total += len(data)
+                pr.records_size = size
+                total += size
     return topics, total, errors, logs
 
 
