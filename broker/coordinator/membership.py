@@ -60,9 +60,10 @@ class MembershipMixin(RebalanceMixin):
     async def join(self, group_id: str, member_id: str, *, session_timeout_ms: int, rebalance_timeout_ms: int = -1,
                    protocol_type: str, protocols: Iterable[tuple[str, bytes]], group_instance_id: str | None = None,
                    client_id: str = "", client_host: str = "", require_known_member_id: bool = False,
-                   reason: str | None = None) -> JoinResult:
+                   reason: str | None = None, supports_skip_assignment: bool = True) -> JoinResult:
         """JoinGroup. `require_known_member_id` is true from v4 on: a first join without a member id
-        gets MEMBER_ID_REQUIRED and its new id, and must join again with it."""
+        gets MEMBER_ID_REQUIRED and its new id, and must join again with it. `supports_skip_assignment`
+        is true from v9 on (the answer can tell a restarted static leader not to assign)."""
         err = self._check_active()
         if err:
             return JoinResult(err, member_id)
@@ -85,15 +86,17 @@ class MembershipMixin(RebalanceMixin):
         kw = dict(group_instance_id=group_instance_id, client_id=client_id, client_host=client_host,
                   session_timeout_ms=session_timeout_ms, rebalance_timeout_ms=rebalance_timeout_ms,
                   protocol_type=protocol_type, protocols=protocols)
+        if not self._accepts_joiner(g, member_id, group_instance_id):
+            h = g.pending.pop(member_id, None)
+            if h is not None:
+                h.cancel()
+            return JoinResult(E.GROUP_MAX_SIZE_REACHED, "")
         if not member_id:
-            if len(g.members) >= self.config.group_max_size and not (
-                    group_instance_id and group_instance_id in g.static):
-                return JoinResult(E.GROUP_MAX_SIZE_REACHED, member_id)
             new_id = f"{group_instance_id or client_id}-{uuid.uuid4()}"  # Kafka's member id form
             if group_instance_id:
                 old = g.static.get(group_instance_id)
                 if old is not None and old in g.members:
-                    return await self._replace_static(g, g.members[old], new_id, kw)
+                    return await self._replace_static(g, g.members[old], new_id, kw, supports_skip_assignment)
                 return await self._add_and_join(g, Member(new_id, **kw))
             if require_known_member_id:
                 if group_id not in self.groups:
@@ -121,6 +124,20 @@ class MembershipMixin(RebalanceMixin):
             return self._join_result(g, m)
         self._update_member(m, kw)
         return await self._park_join(g, m, reason or "member rejoined")
+
+    def _accepts_joiner(self, g: Group, member_id: str, group_instance_id: str | None) -> bool:
+        """`group.max.size` (Kafka's acceptJoiningMember): a member already in the group, or a
+        static member taking its own place back, is always let in; anyone else (a new member, or
+        a pending one coming back with the id MEMBER_ID_REQUIRED gave it) only while fewer than
+        the maximum are members, or, during PreparingRebalance, have rejoined. Checking only the
+        first join let members that had all been given an id at once exceed the maximum."""
+        if g.is_(S.EMPTY, S.DEAD) or (member_id and member_id in g.members):
+            return True
+        if group_instance_id and group_instance_id in g.static:
+            return True
+        if g.is_(S.PREPARING_REBALANCE):
+            return sum(1 for m in g.members.values() if m.awaiting_join) < self.config.group_max_size
+        return len(g.members) < self.config.group_max_size
 
     def _update_member(self, m: Member, kw: dict[str, Any]) -> None:
         m.client_id = kw["client_id"]
@@ -150,16 +167,21 @@ class MembershipMixin(RebalanceMixin):
         # by default) with no partition assigned to anyone.
         return await asyncio.shield(fut)
 
-    async def _replace_static(self, g: Group, old: Member, new_id: str, kw: dict[str, Any]) -> JoinResult:
+    async def _replace_static(self, g: Group, old: Member, new_id: str, kw: dict[str, Any],
+                              supports_skip_assignment: bool = True) -> JoinResult:
         """A static member restarted: it takes over its old member id's place (and assignment);
-        the old id is fenced. Stable with the same protocols: no rebalance."""
+        the old id is fenced. In a Stable group whose chosen protocol stays the same there is no
+        rebalance, even when the member's metadata changed (it usually does: sticky assignors put
+        the partitions owned and the generation in it), as in Kafka."""
         log.info("group %s: static member %s rejoined; %s replaces %s", g.group_id, old.group_instance_id,
                  new_id, old.member_id)
         resolve(old.join_future, JoinResult(E.FENCED_INSTANCE_ID, old.member_id))
         resolve(old.sync_future, SyncResult(E.FENCED_INSTANCE_ID))
         if old.expiry is not None:
             old.expiry.cancel()
-        changed = old.protocols != kw["protocols"]
+            old.expiry = None
+        current_leader = g.leader
+        before = g.members
         m = Member(new_id, **kw)
         m.assignment = old.assignment
         m.is_new = False
@@ -168,10 +190,23 @@ class MembershipMixin(RebalanceMixin):
         g.static[kw["group_instance_id"]] = new_id
         if g.leader == old.member_id:
             g.leader = new_id
-        if g.is_(S.STABLE) and not changed:
-            self._persist(g)
+        if g.is_(S.STABLE) and g.select_protocol() == g.protocol:
+            try:
+                self._persist(g)
+            except Exception as e:  # put the old member back, as Kafka reverts a failed append
+                log.error("group %s: cannot store static member %s: %s", g.group_id, new_id, e)
+                g.members = before
+                g.static[kw["group_instance_id"]] = old.member_id
+                g.leader = current_leader
+                self._heartbeat_ok(g, old)
+                return JoinResult(E.COORDINATOR_NOT_AVAILABLE, "")
             self._heartbeat_ok(g, m)
-            return self._join_result(g, m, skip=g.leader == new_id)
+            if supports_skip_assignment:
+                # v9+: the leader learns it leads (to watch metadata) but must not assign now
+                return self._join_result(g, m, skip=g.leader == new_id)
+            # before v9 the answer names the leader as it was, so a restarted leader does not run
+            # an assignment that a Stable group would never hand out
+            return JoinResult(E.NONE, new_id, g.generation, g.protocol_type, g.protocol, current_leader or "")
         return await self._park_join(g, m, f"static member {kw['group_instance_id']} rejoined")
 
     # -- SyncGroup --------------------------------------------------------------------------------------

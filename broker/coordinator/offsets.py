@@ -92,19 +92,24 @@ class OffsetsMixin(RebalanceMixin):
         return result
 
     def _commit_error(self, g: Group, generation: int, member_id: str, instance: str | None) -> int:
+        """Kafka's order (ClassicGroup.validateOffsetCommit): the member and its generation are
+        checked before the state, so only a current member hears REBALANCE_IN_PROGRESS while the
+        group is CompletingRebalance; anyone else learns at once that it is not one."""
         if g.is_(S.DEAD):
             return E.COORDINATOR_NOT_AVAILABLE
+        if generation < 0 and g.is_(S.EMPTY):
+            return E.NONE  # from outside the group protocol (admin, assign())
         if g.fences(instance, member_id):
             return E.FENCED_INSTANCE_ID
-        if generation < 0 and g.is_(S.EMPTY):
-            return E.NONE
-        if g.is_(S.COMPLETING_REBALANCE):
-            return E.REBALANCE_IN_PROGRESS
+        if instance and instance not in g.static:
+            return E.UNKNOWN_MEMBER_ID
         m = g.members.get(member_id)
         if m is None:
             return E.UNKNOWN_MEMBER_ID
         if generation != g.generation:
             return E.ILLEGAL_GENERATION
+        if g.is_(S.COMPLETING_REBALANCE):
+            return E.REBALANCE_IN_PROGRESS
         self._heartbeat_ok(g, m)
         return E.NONE
 

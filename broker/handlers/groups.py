@@ -156,7 +156,7 @@ async def join_group(ctx: Any, request: Any) -> Any:
         rebalance_timeout_ms=_ms(getattr(request, "rebalance_timeout", None), session),
         protocol_type=request.protocol_type, protocols=[(p.name, p.metadata) for p in request.protocols],
         group_instance_id=getattr(request, "group_instance_id", None), client_id=client_id, client_host=host,
-        require_known_member_id=v >= 4, reason=getattr(request, "reason", None))
+        require_known_member_id=v >= 4, reason=getattr(request, "reason", None), supports_skip_assignment=v >= 9)
     members = tuple(_make(mod.JoinGroupResponseMember, member_id=mid, group_instance_id=iid, metadata=meta)
                     for mid, iid, meta in r.members)
     nullable = v >= 7
