@@ -1,4 +1,5 @@
-"""Helpers shared by handlers: building a kio response of the request's own version."""
+"""Helpers shared by handlers: building a kio response of the request's own version, and Kafka's
+internal topic names."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from kio.schema.errors import ErrorCode
 from logstore.errors import LogStoreError, StoreClosedError
 
 ZERO = datetime.timedelta(0)
+# Kafka's Topic.INTERNAL_TOPICS: clients may not produce to them, create them or auto-create them,
+# and Metadata marks them is_internal.
+INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 NO_AUTH_OPS = -(2**31)
 
 

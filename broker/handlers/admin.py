@@ -34,7 +34,7 @@ from logstore.errors import LogStoreError, TopicAlreadyExistsError
 from logstore.store import METADATA_TOPIC, validate_topic_name
 
 from ..config import BROKER_KEYS
-from ._util import NO_AUTH_OPS, error_of, make, response_module, version
+from ._util import INTERNAL_TOPICS, NO_AUTH_OPS, error_of, make, response_module, version
 
 UNKNOWN_TOPIC_OR_PARTITION = 3
 OFFSET_OUT_OF_RANGE = 1
@@ -52,7 +52,6 @@ UNKNOWN_TOPIC_ID = 100
 RESOURCE_TOPIC = 2
 RESOURCE_BROKER = 4
 SRC_TOPIC, SRC_STATIC_BROKER, SRC_DEFAULT = 1, 4, 5
-INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 _TOPIC_TO_BROKER_KEY = {t: b for b, t in BROKER_TOPIC_ALIASES.items()}
 # Kafka's ConfigType numbering (DescribeConfigs v3+)
 _CONFIG_TYPE = {"cleanup.policy": 7, "message.timestamp.type": 2, "compression.type": 2,

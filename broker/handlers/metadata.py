@@ -20,9 +20,8 @@ from typing import Any
 from logstore.errors import LogStoreError, TopicAlreadyExistsError
 from logstore.store import validate_topic_name
 
-from ._util import NO_AUTH_OPS, error_of, make, response_module, version
+from ._util import INTERNAL_TOPICS, NO_AUTH_OPS, error_of, make, response_module, version
 
-INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 UNKNOWN_TOPIC_OR_PARTITION = 3
 INVALID_TOPIC = 17
 UNKNOWN_TOPIC_ID = 100

@@ -27,11 +27,10 @@ from logstore.errors import DuplicateSequenceError, LogStoreError, UnsupportedFo
 
 from . import CloseConnection
 from ..protocol.produce_writer import MAX_VERSION, MIN_VERSION, write_produce_response
-from ._util import error_of
+from ._util import INTERNAL_TOPICS, error_of
 
 log = logging.getLogger("broker.handlers.produce")
 
-INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 UNKNOWN_TOPIC_OR_PARTITION = 3
 INVALID_TOPIC = 17
 INVALID_REQUIRED_ACKS = 21
