@@ -6,7 +6,8 @@
 
 `kafka_broker` starts `logstore serve` as a child process on a free port of 127.0.0.1 with its
 log dir in the test's `tmp_path`, waits until it answers ApiVersions, yields the bootstrap
-address, and stops it afterwards (SIGTERM, then SIGKILL after 10 s). `kafka_broker_process` is
+address, and stops it afterwards (SIGTERM, then SIGKILL after 10 s). A broker whose test process
+dies without stopping it stops itself within a second. `kafka_broker_process` is
 the same broker as a `BrokerProcess` (address, data dir, pid, `stop()`, `kill()`, log text).
 `start_broker(data_dir, ...)` starts one by hand, e.g. for a module-scoped fixture.
 
@@ -30,7 +31,20 @@ import pytest
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
-_LAUNCH = "import sys; from broker.cli import main; sys.exit(main(sys.argv[1:]))"
+# The child watches its parent: if the test process dies without stopping it (SIGKILL, a CI
+# timeout), the broker is re-parented, sees it within a second and stops itself cleanly (SIGTERM),
+# rather than living on, holding its port and log dir.
+_LAUNCH = """
+import os, signal, sys, threading, time
+parent = os.getppid()
+def _watch():
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)
+threading.Thread(target=_watch, name="parent-watch", daemon=True).start()
+from broker.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 def free_port() -> int:

@@ -69,3 +69,51 @@ def test_plugin_is_registered_and_imports_nothing_heavy(tmp_path) -> None:
     res = subprocess.run([sys.executable, "-m", "pytest", "-q", "--fixtures", "-p", "no:cacheprovider", str(test)],
                          capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
     assert "kafka_broker -- " in res.stdout and "kafka_broker_process -- " in res.stdout, res.stdout[-2000:]
+
+
+def test_broker_stops_itself_when_its_test_process_dies(tmp_path) -> None:
+    """A test process killed with SIGKILL (a CI timeout) cannot stop its brokers: each notices
+    it lost its parent, shuts down cleanly and frees its log dir."""
+    import signal
+    import time
+    data = tmp_path / "d"
+    script = ("import sys, time; from broker.pytest_plugin import start_broker; "
+              f"b = start_broker({str(data)!r}); print(b.pid, flush=True); time.sleep(600)")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(parent.stdout.readline())
+    finally:
+        parent.kill()
+        parent.wait(30)
+    def gone() -> bool:   # exited (a zombie until whoever adopted it reaps it)
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except FileNotFoundError:
+            return True
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if gone():
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail(f"broker {pid} outlived its test process by 30 s")
+    import logstore
+    with logstore.open(str(data)) as store:   # the lock is free and the stop was clean
+        logs = "".join(p.read_text() for p in tmp_path.glob("logstore-broker-*.log"))
+        assert store.clean_open, logs[-3000:]
+
+
+def test_sigterm_right_after_start_is_a_clean_stop(tmp_path) -> None:
+    """The broker answers before its start-up has finished (the group coordinator loads after the
+    listener opens): a SIGTERM in that window still flushes and writes the clean-shutdown marker."""
+    from broker.pytest_plugin import start_broker
+    import logstore
+    for i in range(3):
+        data = str(tmp_path / f"d{i}")
+        b = start_broker(data)
+        assert b.stop() == 0, b.log()[-2000:]
+        with logstore.open(data) as store:
+            assert store.clean_open, b.log()[-2000:]
