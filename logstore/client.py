@@ -22,13 +22,14 @@ O(records returned) plus one read per partition with data.
 
 from __future__ import annotations
 
+import operator
 import random
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 from .compression import compression_code
-from .errors import LogStoreError, OffsetOutOfRangeError, UnknownTopicOrPartitionError
+from .errors import LogStoreError, OffsetOutOfRangeError, StoreClosedError, UnknownTopicOrPartitionError
 
 TopicPartition = tuple[str, int]
 Partitioner = Callable[[bytes | None, int], int]
@@ -129,8 +130,10 @@ class FutureRecordMetadata:
         return self._offset is not None or self._error is not None
 
     def get(self, timeout: float | None = None) -> RecordMetadata:
+        """The record's metadata, appending its partition's buffered batch first if needed;
+        raises the error that batch's append raised (another partition's never)."""
         if not self.done():
-            self._producer.flush()
+            self._producer._drain((self.topic, self.partition), raise_error=False)
         if self._error is not None:
             raise self._error
         return RecordMetadata(self.topic, self.partition, self._offset, self.timestamp)  # type: ignore[arg-type]
@@ -146,6 +149,47 @@ def _to_bytes(v: Any, what: str) -> bytes | None:
     raise TypeError(f"{what} must be bytes, str or None, not {type(v).__name__}")
 
 
+_MAX_TIMESTAMP = (1 << 63) - 1
+
+
+def _header_list(headers: Any) -> list[tuple[str, bytes | None]]:
+    """`headers` (a sequence of (str, bytes | None) pairs, as kafka-python takes them, or a
+    mapping) as a list of pairs; a bytes key is taken as UTF-8. Anything else is a TypeError
+    naming what is wrong, never silently reinterpreted (str(b"k") would be the key "b'k'")."""
+    if headers is None:
+        return []
+    if isinstance(headers, Mapping):
+        items: Iterable[Any] = headers.items()
+    elif isinstance(headers, (str, bytes, bytearray, memoryview)) or not isinstance(headers, Iterable):
+        raise TypeError(f"headers must be a list of (str, bytes) pairs, not {type(headers).__name__}")
+    else:
+        items = headers
+    out = []
+    for h in items:
+        if not isinstance(h, (tuple, list)) or len(h) != 2:
+            raise TypeError(f"headers must be (str, bytes) pairs, not {h!r}")
+        hk, hv = h
+        if isinstance(hk, (bytes, bytearray)):
+            try:
+                hk = bytes(hk).decode()
+            except UnicodeDecodeError:
+                raise TypeError(f"header key {bytes(hk)!r} is not UTF-8") from None
+        elif not isinstance(hk, str):
+            raise TypeError(f"header key must be str, not {type(hk).__name__} ({hk!r})")
+        out.append((hk, _to_bytes(hv, f"header {hk!r}")))
+    return out
+
+
+def _check_int(v: Any, what: str) -> int:
+    """`v` as an int (anything with `__index__`, e.g. numpy's, but not a bool, float or str)."""
+    if not isinstance(v, bool):
+        try:
+            return operator.index(v)
+        except TypeError:
+            pass
+    raise TypeError(f"{what} must be an int, not {type(v).__name__} ({v!r})")
+
+
 class Producer:
     """Buffers records per partition and appends them to `store` as record batches.
     Thread-safe. Use as a context manager or call `close()` to flush what is buffered."""
@@ -153,6 +197,10 @@ class Producer:
     def __init__(self, store: Any, *, partitioner: Partitioner | DefaultPartitioner | None = None,
                  batch_size: int = 16384, compression_type: str = "none"):
         compression_code(compression_type)  # an unknown codec fails here, not at the first send
+        _check_int(batch_size, "batch_size")
+        if partitioner is not None and not callable(partitioner) and not isinstance(partitioner, DefaultPartitioner):
+            raise TypeError(f"partitioner must be callable as fn(key_bytes, num_partitions), not "
+                            f"{type(partitioner).__name__}")
         self.store = store
         self.batch_size = batch_size
         self.compression_type = compression_type
@@ -174,16 +222,24 @@ class Producer:
             raise LogStoreError("producer is closed")
         k = _to_bytes(key, "key")
         v = _to_bytes(value, "value")
-        hdrs = [(str(hk), _to_bytes(hv, f"header {hk!r}")) for hk, hv in (headers or ())]
+        hdrs = _header_list(headers)
+        if partition is not None:
+            partition = _check_int(partition, "partition")
+        if timestamp is not None:
+            timestamp = _check_int(timestamp, "timestamp")
+            if not 0 <= timestamp <= _MAX_TIMESTAMP:
+                # Kafka's ProducerRecord: "Timestamp should always be non-negative or null"
+                raise ValueError(f"invalid timestamp {timestamp} for topic {topic!r}: it must be a "
+                                 "non-negative number of milliseconds or None")
         n = self.partitions_for(topic)
         if partition is None:
             if self._custom is not None:
-                partition = int(self._custom(k, n))
+                partition = _check_int(self._custom(k, n), f"the partition the partitioner chose for topic {topic!r}")
             else:
                 partition = self._default.partition(topic, k, n)
         if not 0 <= partition < n:
             raise UnknownTopicOrPartitionError(f"topic {topic!r} has no partition {partition} (it has {n})")
-        ts = int(time.time() * 1000) if timestamp is None else int(timestamp)
+        ts = int(time.time() * 1000) if timestamp is None else timestamp
         size = (len(k) if k else 0) + (len(v) if v else 0) + sum(len(a) + len(b or b"") for a, b in hdrs) + 16
         fut = FutureRecordMetadata(self, topic, partition, ts)
         with self._lock:
@@ -198,7 +254,7 @@ class Producer:
             self._drain((topic, partition))
         return fut
 
-    def _drain(self, tp: TopicPartition) -> None:
+    def _drain(self, tp: TopicPartition, *, raise_error: bool = True) -> None:
         with self._lock:
             entry = self._pending.pop(tp, None)
             if not entry:
@@ -206,24 +262,36 @@ class Producer:
             records, futures, _ = entry
             try:
                 first = self.store.partition(*tp).append(records, compression=self.compression_type)
-            except BaseException as e:
+            except Exception as e:
                 for f in futures:
                     f._error = e
-                raise
+                if raise_error:
+                    raise
+                return
             for i, f in enumerate(futures):
                 f._offset = first + i
 
     def flush(self) -> None:
         """Append every buffered record (visible to readers on return; durable per the topic's
-        flush policy, or after `store.flush()`)."""
+        flush policy, or after `store.flush()`). Every partition's batch is tried; a batch that
+        fails fails its futures, and the first such error is raised once all were tried."""
         with self._lock:
             tps = list(self._pending)
+        first_error: Exception | None = None
         for tp in tps:
-            self._drain(tp)
+            try:
+                self._drain(tp)
+            except Exception as e:
+                first_error = first_error or e
+        if first_error is not None:
+            raise first_error
 
     def close(self) -> None:
+        """Flush and close; idempotent. The producer is closed even when the flush raises."""
+        if self._closed:
+            return
+        self._closed = True  # no send may slip in between the flush and the close
         self.flush()
-        self._closed = True
 
     def __enter__(self) -> "Producer":
         return self
@@ -258,6 +326,8 @@ class Consumer:
                  consumer_timeout_ms: float | None = None, offsets: Any = None):
         if auto_offset_reset not in ("latest", "earliest", "none"):
             raise ValueError(f"auto_offset_reset must be latest, earliest or none, not {auto_offset_reset!r}")
+        if isinstance(max_poll_records, bool) or not isinstance(max_poll_records, int) or max_poll_records < 1:
+            raise ValueError(f"max_poll_records must be a positive int, not {max_poll_records!r}")
         self.store = store
         self.topics = [topics] if isinstance(topics, str) else list(topics)
         for t in self.topics:
@@ -270,44 +340,68 @@ class Consumer:
         self.consumer_timeout_ms = consumer_timeout_ms
         self._offsets = offsets if offsets is not None else (group_offsets(store) if group_id else None)
         self._positions: dict[TopicPartition, int] = {}
+        self._logs: dict[TopicPartition, Any] = {}  # the Log each position belongs to
+        self._auto_committed: dict[TopicPartition, int] = {}
         self._wake = threading.Event()
-        self._listening: list[Any] = []
         self._rr = 0
         self._closed = False
         self._refresh_assignment()
+        self._auto_committed = dict(self._positions)
 
     # -- assignment and positions -----------------------------------------------------------
     def assignment(self) -> list[TopicPartition]:
         return sorted(self._positions)
 
+    def _drop(self, tp: TopicPartition) -> None:
+        lg = self._logs.pop(tp, None)
+        if lg is not None:
+            lg.remove_append_listener(self._on_append)
+        self._positions.pop(tp, None)
+
     def _refresh_assignment(self) -> None:
-        new = []
+        """Take on partitions added since (Kafka picks them up at a metadata refresh); let go of
+        those of deleted topics; a topic deleted and created again is a new one: its partitions
+        start over from the committed offsets or `auto_offset_reset`."""
+        live: dict[TopicPartition, Any] = {}
         for t in self.topics:
-            n = self.store.topic(t).partitions
-            for p in range(n):
-                if (t, p) not in self._positions:
-                    new.append((t, p))
+            try:
+                n = self.store.topic(t).partitions
+                for p in range(n):
+                    live[(t, p)] = self.store.partition(t, p)
+            except UnknownTopicOrPartitionError:
+                # deleted (maybe while we looked): as a Kafka consumer, read nothing from it
+                for tp in [tp for tp in live if tp[0] == t]:
+                    del live[tp]
+        for tp in [tp for tp, lg in self._logs.items() if live.get(tp) is not lg]:
+            self._drop(tp)
+        new = [tp for tp in live if tp not in self._positions]
         if not new:
             return
         committed = self._offsets.fetch(self.group_id, new) if self._offsets is not None else {}
         for tp in new:
-            lg = self.store.partition(*tp)
-            lg.add_append_listener(self._on_append)
-            self._listening.append(lg)
             om = committed.get(tp)
-            self._positions[tp] = om.offset if om is not None else self._reset_offset(tp)
+            pos = om.offset if om is not None else self._reset_offset(tp, live[tp])
+            lg = live[tp]
+            lg.add_append_listener(self._on_append)
+            self._logs[tp] = lg
+            self._positions[tp] = pos
 
-    def _reset_offset(self, tp: TopicPartition) -> int:
-        lg = self.store.partition(*tp)
+    def _reset_offset(self, tp: TopicPartition, lg: Any = None) -> int:
+        lg = lg if lg is not None else self.store.partition(*tp)
         if self.auto_offset_reset == "earliest":
             return lg.log_start_offset
         if self.auto_offset_reset == "latest":
             return lg.log_end_offset
-        raise OffsetOutOfRangeError(f"no committed offset for {tp[0]}-{tp[1]} of group {self.group_id!r} "
+        whose = f"group {self.group_id!r}" if self.group_id else "this consumer (it has no group_id)"
+        raise OffsetOutOfRangeError(f"no committed offset for {tp[0]}-{tp[1]} of {whose} "
                                     "and auto_offset_reset is 'none'")
 
     def _on_append(self, _log: Any) -> None:
         self._wake.set()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LogStoreError("consumer is closed")
 
     def position(self, tp: TopicPartition) -> int:
         """The offset of the next record poll returns for `tp`."""
@@ -319,6 +413,7 @@ class Consumer:
     def seek(self, tp: TopicPartition, offset: int) -> None:
         """Make the next poll of `tp` start at `offset`."""
         self.position(tp)
+        offset = _check_int(offset, "offset")
         if offset < 0:
             raise ValueError(f"offset must be non-negative, not {offset}")
         self._positions[tuple(tp)] = offset  # type: ignore[index]
@@ -337,26 +432,56 @@ class Consumer:
         return self._offsets.committed(self.group_id, tp[0], tp[1])
 
     def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
-        """Commit `offsets` (default: every current position) for the group, as one batch."""
+        """Commit `offsets` (default: every current position) for the group, as one batch.
+        Each must be an int >= 0 for a partition of an existing topic."""
+        self._check_open()
+        self._commit(offsets)
+
+    def _commit(self, offsets: dict[TopicPartition, int] | None) -> None:
         if self._offsets is None:
             raise LogStoreError("commit needs a group_id")
-        self._offsets.commit(self.group_id, dict(self._positions) if offsets is None else dict(offsets))
+        if offsets is None:
+            todo = dict(self._positions)
+        else:
+            todo = {}
+            for tp, off in dict(offsets).items():
+                t, p = tp
+                self.store.partition(t, p)  # UnknownTopicOrPartitionError naming it
+                off = _check_int(off, f"offset for {t}-{p}")
+                if off < 0:
+                    raise ValueError(f"invalid offset {off} for {t}-{p}: a committed offset is >= 0")
+                todo[(t, p)] = off
+        self._offsets.commit(self.group_id, todo)
+
+    def _auto_commit(self) -> None:
+        """Commit what the records handed out so far moved: with auto commit, the records of a
+        poll count as processed once the application polls again (or closes), as in Kafka, so
+        a crash while processing them gets them again (at least once), never loses them."""
+        if not (self.enable_auto_commit and self._offsets is not None):
+            return
+        changed = {tp: off for tp, off in self._positions.items() if self._auto_committed.get(tp) != off}
+        if changed:
+            self._offsets.commit(self.group_id, changed)
+            self._auto_committed.update(changed)
 
     # -- reading ---------------------------------------------------------------------------------
     def poll(self, timeout: float = 0.0, max_records: int | None = None) -> list[ConsumerRecord]:
         """Records from the current positions, up to `max_records`; waits up to `timeout`
         seconds for an append when there is nothing to read."""
-        if self._closed:
-            raise LogStoreError("consumer is closed")
-        limit = max_records or self.max_poll_records
+        self._check_open()
+        if max_records is None:
+            limit = self.max_poll_records
+        elif isinstance(max_records, bool) or not isinstance(max_records, int) or max_records < 1:
+            raise ValueError(f"max_records must be a positive int, not {max_records!r}")
+        else:
+            limit = max_records
+        self._auto_commit()
         deadline = time.monotonic() + timeout
         while True:
             self._wake.clear()
             self._refresh_assignment()
             out = self._read(limit)
             if out:
-                if self.enable_auto_commit and self._offsets is not None:
-                    self.commit()
                 return out
             left = deadline - time.monotonic()
             if left <= 0:
@@ -375,19 +500,24 @@ class Consumer:
             if len(out) >= limit:
                 break
             tp = tps[(start + i) % n]
-            lg = self.store.partition(*tp)
+            lg = self._logs[tp]
             pos = self._positions[tp]
             if pos == lg.log_end_offset:
                 continue
             try:
-                recs = lg.read(pos, self.fetch_max_bytes, max_records=limit - len(out))
-            except OffsetOutOfRangeError:
-                # below the log start (retention, delete-records) or past the end: reset, as Kafka does
-                pos = self._positions[tp] = self._reset_offset(tp)
                 try:
                     recs = lg.read(pos, self.fetch_max_bytes, max_records=limit - len(out))
                 except OffsetOutOfRangeError:
-                    continue
+                    # below the log start (retention, delete-records) or past the end: reset, as Kafka does
+                    pos = self._positions[tp] = self._reset_offset(tp, lg)
+                    try:
+                        recs = lg.read(pos, self.fetch_max_bytes, max_records=limit - len(out))
+                    except OffsetOutOfRangeError:
+                        continue
+            except (StoreClosedError, OSError):
+                if getattr(self.store, "closed", False) or not lg.closed:
+                    raise
+                continue  # its topic was deleted just now: the next poll lets it go
             if not recs:
                 continue
             t, p = tp
@@ -400,7 +530,10 @@ class Consumer:
         when None) or when the consumer is closed."""
         idle_since = time.monotonic()
         while not self._closed:
-            recs = self.poll(timeout=0.5)
+            wait = 0.5
+            if self.consumer_timeout_ms is not None:
+                wait = min(wait, max(0.0, idle_since + self.consumer_timeout_ms / 1000 - time.monotonic()))
+            recs = self.poll(timeout=wait)
             if recs:
                 idle_since = time.monotonic()
                 yield from recs
@@ -409,14 +542,15 @@ class Consumer:
                 return
 
     def close(self) -> None:
+        """Commit (with auto commit) and let go of the partitions; idempotent."""
         if self._closed:
             return
-        if self.enable_auto_commit and self._offsets is not None:
-            self.commit()
-        for lg in self._listening:
-            lg.remove_append_listener(self._on_append)
-        self._listening.clear()
-        self._closed = True
+        try:
+            self._auto_commit()
+        finally:
+            for tp in list(self._logs):
+                self._drop(tp)
+            self._closed = True
 
     def __enter__(self) -> "Consumer":
         return self

@@ -285,6 +285,7 @@ class Log(LogLoader):
         segment is fsynced here, or with a `roll_flusher` by a flush it schedules."""
         deferred = self.roll_flusher
         with self.lock:
+            self._check_open()
             old: LogSegment = self.segments.peekitem(-1)[1]
             if old.size == 0:
                 return old
@@ -373,6 +374,7 @@ class Log(LogLoader):
         long (at least one batch when `min_one`; may end inside a batch, as Kafka's fetch does).
         Size 0 at the log end. O(log segments + log index entries)."""
         with self.lock:
+            self._check_open()
             leo = self._check_range(offset)
             if offset == leo:
                 return _EMPTY_SLICE
@@ -452,6 +454,7 @@ class Log(LogLoader):
         """(offset, timestamp) of the first record with timestamp >= `timestamp` at or after the
         log start offset, or None if there is none."""
         with self.lock:
+            self._check_open()
             segs = list(self.segments.values())
             lso = self._log_start_offset
         for seg in segs:
@@ -490,6 +493,7 @@ class Log(LogLoader):
         """Remove every batch whose last offset >= `offset` (whole batches; the LEO becomes the
         base of the first removed batch)."""
         with self.lock:
+            self._check_open()
             if offset >= self.log_end_offset:
                 return
             self._check_online()
@@ -521,6 +525,7 @@ class Log(LogLoader):
     def truncate_fully(self, new_offset: int) -> None:
         """Delete every segment and restart the log, empty, at `new_offset`."""
         with self.lock:
+            self._check_open()
             self._replace_all_segments(new_offset)
             self.producer_state.truncate()
 
@@ -528,6 +533,7 @@ class Log(LogLoader):
         """Kafka's DeleteRecords: move the log start offset to `before_offset` (-1: the LEO) and
         drop whole segments below it. Returns the new log start offset."""
         with self.lock:
+            self._check_open()
             leo = self.log_end_offset
             if before_offset == -1:
                 before_offset = leo
@@ -542,6 +548,7 @@ class Log(LogLoader):
 
     def set_log_start_offset(self, offset: int) -> None:
         with self.lock:
+            self._check_open()
             self._log_start_offset = max(self._log_start_offset, min(offset, self.log_end_offset))
 
     def delete_segments_below(self, offset: int) -> list[LogSegment]:
@@ -562,6 +569,8 @@ class Log(LogLoader):
         if not victims:
             return
         with self.lock:
+            if self.closed:
+                return  # e.g. retention racing a close or a topic deletion: the files are not ours now
             for seg in victims:
                 if seg is self.segments.peekitem(-1)[1]:
                     raise LogStoreError(f"refusing to delete the active segment of {self.name}")
@@ -637,6 +646,13 @@ class Log(LogLoader):
         if self._failure is None:
             self._failure = str(e) or repr(e)
             logger.error("partition %s is offline: %s", self.name, self._failure)
+
+    def _check_open(self) -> None:
+        """A closed Log (its store closed, or its topic deleted) neither reads nor changes its
+        files: they may be gone, or belong to a newer topic of the same name, or to another
+        process that opened the log dir since."""
+        if self.closed:
+            raise StoreClosedError(f"partition {self.name} is closed")
 
     def _check_online(self) -> None:
         if self._failure is not None:

@@ -363,6 +363,17 @@ def _encode_records_fast(records: Sequence[Any], now: int) -> tuple[bytearray, i
     return built, i, base_ts, max_ts
 
 
+def _blob(x: Any, what: str, i: int) -> bytes:
+    """`x` (bytes-like) as bytes. Not `bytes(x)`: that turns an int n into n zero bytes (and 10**10
+    into a MemoryError) and a list of ints into their bytes, silently storing what was not meant."""
+    if type(x) is bytes:
+        return x
+    try:
+        return memoryview(x).tobytes()
+    except TypeError:
+        raise TypeError(f"record {i}: {what} must be bytes-like or None, not {type(x).__name__}") from None
+
+
 def _encode_records(items: list[tuple[Any, Any, Any, Any]], stamps: list[int], base_ts: int) -> bytes:
     """The records section (what follows the batch header, uncompressed): the pure-Python loop."""
     body = bytearray()
@@ -375,24 +386,24 @@ def _encode_records(items: list[tuple[Any, Any, Any, Any]], stamps: list[int], b
         if key is None:
             rec.append(1)  # zigzag(-1)
         else:
-            key = bytes(key)
+            key = _blob(key, "key", i)
             encode_varint(len(key), rec)
             rec += key
         if value is None:
             rec.append(1)
         else:
-            value = bytes(value)
+            value = _blob(value, "value", i)
             encode_varint(len(value), rec)
             rec += value
         encode_varint(len(headers), rec)
         for hk, hv in headers:
-            hkb = hk.encode() if isinstance(hk, str) else bytes(hk)
+            hkb = hk.encode() if isinstance(hk, str) else _blob(hk, "header key", i)
             encode_varint(len(hkb), rec)
             rec += hkb
             if hv is None:
                 rec.append(1)
             else:
-                hvb = hv.encode() if isinstance(hv, str) else bytes(hv)
+                hvb = hv.encode() if isinstance(hv, str) else _blob(hv, f"header {hk!r}", i)
                 encode_varint(len(hvb), rec)
                 rec += hvb
         encode_varint(len(rec), body)

@@ -483,12 +483,18 @@ class LogSegment:
 
     def _fsync_index_files(self) -> None:
         for p in (self.index.path, self.time_index.path):
-            if os.path.exists(p):
+            try:
                 fd = os.open(p, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+            except FileNotFoundError:
+                # absent, or renamed `.deleted` just now by retention / delete-records while a
+                # deferred roll flush syncs it (rename_suffix runs under the Log's lock, this
+                # does not): a segment leaving the log has nothing to make durable. Taking
+                # the partition offline for it would refuse every append after.
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def _index_batch(self, pos: int, h: R.BatchHeader) -> None:
         if h.max_timestamp > self._max_ts:  # type: ignore[operator]

@@ -109,6 +109,9 @@ class LogStore:
         # fsyncs of segments sealed by a roll run here, off the appending thread (see Log.roll)
         self._roll_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._roll_pool_lock = threading.Lock()
+        # one checkpoint writer at a time: writers share `<file>.tmp`, so two at once truncate each
+        # other's file and one rename fails (FileNotFoundError), or an older snapshot lands last
+        self._ckpt_lock = threading.RLock()
         self._stop = threading.Event()
         try:
             self._open()
@@ -492,6 +495,7 @@ class LogStore:
 
     def delete_records(self, topic: str, partition: int, before_offset: int) -> int:
         """Move a partition's log start offset to `before_offset` (Kafka's DeleteRecords)."""
+        self._check_open()
         lso = self.partition(topic, partition).delete_records(before_offset)
         self.checkpoint_start_offsets()
         return lso
@@ -561,20 +565,22 @@ class LogStore:
 
     def checkpoint(self) -> None:
         """Write the recovery-point and log-start-offset checkpoints (atomically)."""
-        with self._lock:
-            if self._closed:
-                return
-            logs = list(self._logs.items()) + [((METADATA_TOPIC, 0), self._meta_log)]
-        ckpt.write_checkpoint(os.path.join(self.path, ckpt.RECOVERY_POINT_FILE),
-                              {k: lg.recovery_point for k, lg in logs})
-        self.checkpoint_start_offsets(logs)
+        with self._ckpt_lock:
+            with self._lock:
+                if self._closed:
+                    return
+                logs = list(self._logs.items()) + [((METADATA_TOPIC, 0), self._meta_log)]
+            ckpt.write_checkpoint(os.path.join(self.path, ckpt.RECOVERY_POINT_FILE),
+                                  {k: lg.recovery_point for k, lg in logs})
+            self.checkpoint_start_offsets(logs)
 
     def checkpoint_start_offsets(self, logs: list | None = None) -> None:
-        if logs is None:
-            with self._lock:
-                logs = list(self._logs.items())
-        ckpt.write_checkpoint(os.path.join(self.path, ckpt.LOG_START_OFFSET_FILE),
-                              {k: lg.log_start_offset for k, lg in logs if lg.log_start_offset > 0})
+        with self._ckpt_lock:
+            if logs is None:
+                with self._lock:
+                    logs = list(self._logs.items())
+            ckpt.write_checkpoint(os.path.join(self.path, ckpt.LOG_START_OFFSET_FILE),
+                                  {k: lg.log_start_offset for k, lg in logs if lg.log_start_offset > 0})
 
     def flush(self) -> None:
         """fsync every partition and write the checkpoints."""
@@ -598,7 +604,10 @@ class LogStore:
         with self._roll_pool_lock:  # _stop is set: no new ones
             pool = self._roll_pool
         if pool is not None:
-            pool.shutdown(wait=True)
+            # flushes still queued are dropped, not run: each Log.close below flushes all of its
+            # log anyway, and under a steady stream of appends to a log with small segments the
+            # queue holds a flush per roll, each an fsync (closing took minutes)
+            pool.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             logs = list(self._logs.items()) + [((METADATA_TOPIC, 0), self._meta_log)]
             first_error: BaseException | None = None
