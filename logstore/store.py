@@ -109,6 +109,7 @@ class LogStore:
         # fsyncs of segments sealed by a roll run here, off the appending thread (see Log.roll)
         self._roll_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._roll_pool_lock = threading.Lock()
+        self._roll_pending: dict[Log, int] = {}   # log -> offset its queued roll flush covers
         # one checkpoint writer at a time: writers share `<file>.tmp`, so two at once truncate each
         # other's file and one rename fails (FileNotFoundError), or an older snapshot lands last
         self._ckpt_lock = threading.RLock()
@@ -534,18 +535,25 @@ class LogStore:
 
     def _schedule_roll_flush(self, lg: Log, offset: int) -> None:
         # called with the Log's lock held: takes only its own lock (the store's lock is taken
-        # before Logs' locks elsewhere)
+        # before Logs' locks elsewhere). One queued flush per log at most: a roll while one is
+        # queued raises its offset instead, so a burst of rolls (small segments under a steady
+        # stream of appends) costs one fsync pass, and the queue stays as short as the log count.
         with self._roll_pool_lock:
             if self._stop.is_set():
                 return  # closing: close flushes every log itself
+            queued = self._roll_pending.get(lg)
+            self._roll_pending[lg] = offset if queued is None else max(queued, offset)
+            if queued is not None:
+                return
             if self._roll_pool is None:
                 self._roll_pool = concurrent.futures.ThreadPoolExecutor(
                     max_workers=1, thread_name_prefix="logstore-roll-flush")
-            self._roll_pool.submit(self._roll_flush, lg, offset)
+            self._roll_pool.submit(self._roll_flush, lg)
 
-    @staticmethod
-    def _roll_flush(lg: Log, offset: int) -> None:
-        if lg.closed:
+    def _roll_flush(self, lg: Log) -> None:
+        with self._roll_pool_lock:
+            offset = self._roll_pending.pop(lg, None)
+        if offset is None or lg.closed:
             return
         try:
             lg.flush(offset)

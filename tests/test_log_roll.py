@@ -27,3 +27,23 @@ def test_wall_clock_roll_without_timestamps(tmp_path):
         log.active_segment.created_ms -= 10
         log.append([(b"k", b"v", [], -1)])
         assert len(log.segments) == 2
+
+
+def test_roll_flushes_coalesce_per_log(tmp_path):
+    """Rolls queue their segment fsyncs for a background thread; under a steady stream of appends
+    to small segments at most one flush per log waits in that queue (a later roll raises its
+    offset), so the queue, and the work a close must wait for, stays as long as the log count."""
+    import logstore
+    with logstore.open(str(tmp_path / "d")) as store:
+        store.create_topic("t", 2, config={"segment.bytes": "2048"})
+        logs = [store.partition("t", 0), store.partition("t", 1)]
+        longest = 0
+        for i in range(3000):
+            logs[i % 2].append([(None, b"x" * 200)])
+            pool = store._roll_pool
+            if pool is not None:
+                longest = max(longest, pool._work_queue.qsize())
+        assert len(logs[0].segments) > 100          # it did roll, often
+        assert longest <= 2, longest
+    with logstore.open(str(tmp_path / "d")) as store:  # and what was appended is all there
+        assert [store.partition("t", p).log_end_offset for p in (0, 1)] == [1500, 1500]
