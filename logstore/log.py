@@ -462,19 +462,33 @@ class Log(LogLoader):
                 continue
             if seg.max_timestamp < timestamp:
                 continue
-            ts_e, off = seg.time_index.lookup(timestamp)
-            if ts_e >= 0 and not seg.time_entry_ok(ts_e, off):
-                off = seg.base_offset  # a damaged time index entry: search the segment from its start
-            found = seg.find_position(max(off, lso))  # checks the index entry it starts from
-            if found is None:
+            # under the lock: retention or delete-records may remove the segment (closing its
+            # indexes) at any moment otherwise. One segment's index lookup and at most an index
+            # interval of headers, then one batch decoded: appends wait that long at most.
+            with self.lock:
+                self._check_open()
+                if self.segments.get(seg.base_offset) is not seg:
+                    continue  # deleted since the list was taken: below the log start now
+                found = self._find_timestamp_in(seg, timestamp, self._log_start_offset)
+            if found is not None:
+                return found
+        return None
+
+    @staticmethod
+    def _find_timestamp_in(seg: LogSegment, timestamp: int, lso: int) -> tuple[int, int] | None:
+        ts_e, off = seg.time_index.lookup(timestamp)
+        if ts_e >= 0 and not seg.time_entry_ok(ts_e, off):
+            off = seg.base_offset  # a damaged time index entry: search the segment from its start
+        found = seg.find_position(max(off, lso))  # checks the index entry it starts from
+        if found is None:
+            return None
+        # headers only, then decode the one batch that holds the answer (not 8 MB chunks)
+        for p, h in seg._iter_headers_from(found[0]):
+            if h.max_timestamp < timestamp or h.last_offset < lso:
                 continue
-            # headers only, then decode the one batch that holds the answer (not 8 MB chunks)
-            for p, h in seg._iter_headers_from(found[0]):
-                if h.max_timestamp < timestamp or h.last_offset < lso:
-                    continue
-                for rec in R.decode_batch(seg.pread(h.size, p), path=seg.log_path, base=p):
-                    if rec.timestamp >= timestamp and rec.offset >= lso:
-                        return rec.offset, rec.timestamp
+            for rec in R.decode_batch(seg.pread(h.size, p), path=seg.log_path, base=p):
+                if rec.timestamp >= timestamp and rec.offset >= lso:
+                    return rec.offset, rec.timestamp
         return None
 
     def max_timestamp_offset(self) -> tuple[int, int] | None:

@@ -477,3 +477,41 @@ def test_read_with_max_records_decodes_no_batch_past_them(tmp_path, monkeypatch)
     assert [r.offset for r in got] == list(range(15, 27))
     assert len(decoded) == 2, f"decoded {len(decoded)} batches of 10 for 12 records from offset 15"
     lg.close()
+
+
+def test_offset_for_timestamp_races_segment_deletion(tmp_path):
+    """ListOffsets by timestamp walks the segments while delete-records and retention remove them
+    (closing their indexes, files purged at once with file.delete.delay.ms=0): it answers from the
+    segments still there, never with an error from one that went away under it."""
+    import logstore
+    store = logstore.open(str(tmp_path / "d"))
+    store.create_topic("t", 1, config={"segment.bytes": "1024", "file.delete.delay.ms": "0"})
+    lg = store.partition("t", 0)
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        i = 0
+        while not stop.is_set():
+            lg.append([(None, b"x" * 100)], timestamp=1_000_000 + i)
+            i += 1
+            if i % 20 == 0:
+                store.delete_records("t", 0, lg.log_end_offset - 5)
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                found = lg.offset_for_timestamp(1_000_000)
+                assert found is None or found[0] >= 0
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+
+    threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    time.sleep(3)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    store.close()
+    assert not errors, errors[:3]
