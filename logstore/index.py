@@ -129,9 +129,11 @@ class _MappedIndex:
             os.fdatasync(self._fd)
 
     def _unmap(self) -> None:
-        if self._mm is not None:
-            self._mm._mmap.close()  # type: ignore[union-attr]
-            self._mm = None
+        # the reference is dropped, the map not closed by hand: CPython unmaps it at once when
+        # this was the last user, and a thread still searching the index (the cleaner, while
+        # retention closes the segment) keeps it mapped until done instead of touching freed
+        # memory (closing it under a numpy view crashes the process)
+        self._mm = None
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
