@@ -144,8 +144,8 @@ def test_reset_offsets_without_execute_warns_as_kafka(data) -> None:
     (["--reset-offsets", "--group", "x", "--topic", "t", "--shift-by", "1", "--to-offset", "0"],
      'Option "[to-offset]" can\'t be used with option "[shift-by]"'),
     (["--reset-offsets", "--group", "x", "--topic", "t"],
-     "Option '[reset-offsets]' requires one of the following scenarios: "
-     "[[to-offset], [to-earliest], [to-latest], [to-current], [shift-by]]"),
+     "Option '[reset-offsets]' requires one of the following scenarios: [[to-offset], [to-current], "
+     "[to-datetime], [from-file], [by-duration], [to-earliest], [to-latest], [shift-by]]"),
     (["--reset-offsets", "--group", "x", "--to-latest"],
      "One of the reset scopes should be defined: --all-topics, --topic."),
     (["--describe", "--group", "x", "--members", "--state"],
@@ -267,3 +267,271 @@ def test_live_members_state_list_and_delete_offsets(broker) -> None:
     # once the member left, the group is Empty: no members to show
     p = run(*bs, "--describe", "--group", group, "--members")
     assert (p.returncode, p.stdout, p.stderr) == (0, "", NO_MEMBERS.format(group))
+
+
+# -- --reset-offsets: --to-datetime, --by-duration, --export, --from-file ---------------------------
+
+T0 = 1709287200000  # 2024-03-01T10:00:00.000Z
+LONG_TOPIC = "a-topic-name-longer-than-24"  # Jackson's CSV writer quotes strings over 24 characters
+RESET_HEADER = f"{'GROUP':<30} {'TOPIC':<30} {'PARTITION':<10} {'NEW-OFFSET':<15}"
+EMPTY_WARN = "\nWarn: Partition {p} from topic {t} is empty. Falling back to latest known offset.\n"
+
+
+def reset_table(rows: list[tuple[str, str, int, int]]) -> str:
+    return "\n" + "\n".join([RESET_HEADER] + [f"{g:<30} {t:<30} {p!s:<10} {o!s:<15}" for g, t, p, o in rows]) + "\n"
+
+
+def fill_stamped(d: str, now_ms: int) -> None:
+    """events: partition 0 records at T0 + 0, 60, 120, 180 s (offsets 0-3), partition 1 at
+    T0 + 30, 90 s (offsets 0-1); recent: records 3 h and 1 h before `now_ms`; empty: no records;
+    LONG_TOPIC: one record at T0. Group app has committed events-0: 4, events-1: 2; other events-0: 1."""
+    with logstore.open(d) as s:
+        for name, n in (("events", 2), ("recent", 1), ("empty", 1), (LONG_TOPIC, 1)):
+            s.create_topic(name, n, {"retention.ms": "-1"})
+        for p, stamps in ((0, (0, 60, 120, 180)), (1, (30, 90))):
+            for sec in stamps:
+                s.partition("events", p).append([(b"k", b"v")], timestamp=T0 + sec * 1000)
+        for ago_h in (3, 1):
+            s.partition("recent", 0).append([(b"k", b"v")], timestamp=now_ms - ago_h * 3600_000)
+        s.partition(LONG_TOPIC, 0).append([(b"k", b"v")], timestamp=T0)
+
+
+@pytest.fixture
+def stamped(tmp_path) -> str:
+    d = str(tmp_path / "stamped")
+    fill_stamped(d, int(time.time() * 1000))
+    with logstore.open(d) as s:
+        gos = GroupOffsetStore.of(s)
+        gos.commit("app", {("events", 0): 4, ("events", 1): 2})
+        gos.commit("other", {("events", 0): 1})
+    return d
+
+
+def committed(d: str, group: str) -> dict[tuple[str, int], int]:
+    with logstore.open(d) as s:
+        return {tp: om.offset for tp, om in GroupOffsetStore.of(s).fetch(group).items()}
+
+
+def test_to_datetime_time_zones_dry_run_and_execute(stamped, monkeypatch) -> None:
+    dd = ["--data-dir", stamped, "--reset-offsets", "--group", "app", "--all-topics"]
+    # no zone is UTC, whatever the local zone (Kafka appends Z)
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    for when in ("2024-03-01T10:01:00.000", "2024-03-01T10:01:00.000Z", "2024-03-01T11:01:00.000+01:00",
+                 "2024-03-01T05:01:00.000-0500", "2024-03-01T05:01:00.000-05", "2024-3-1T10:1:0.0Z"):
+        p = run(*dd, "--to-datetime", when, "--dry-run")
+        assert (p.returncode, p.stderr) == (0, ""), when
+        assert p.stdout == reset_table([("app", "events", 0, 1), ("app", "events", 1, 1)]), when
+    # at a record's timestamp: that record; after the last record of a partition: its latest
+    # offset, with Kafka's warning (on stdout, before the table)
+    p = run(*dd, "--to-datetime", "2024-03-01T10:01:30.000Z", "--dry-run")
+    assert p.stdout == reset_table([("app", "events", 0, 2), ("app", "events", 1, 1)])
+    p = run(*dd, "--to-datetime", "2024-03-01T10:02:00.001Z", "--dry-run")
+    assert p.stdout == EMPTY_WARN.format(p=1, t="events") + reset_table([("app", "events", 0, 3),
+                                                                         ("app", "events", 1, 2)])
+    assert committed(stamped, "app") == {("events", 0): 4, ("events", 1): 2}  # dry runs change nothing
+    # without --dry-run or --execute: Kafka's warning, still a dry run
+    p = run(*dd, "--to-datetime", "2024-03-01T09:00:00.000Z")
+    assert p.stderr.startswith("WARN: No action will be performed") and p.stdout == reset_table(
+        [("app", "events", 0, 0), ("app", "events", 1, 0)])
+    assert committed(stamped, "app") == {("events", 0): 4, ("events", 1): 2}
+
+    p = run(*dd, "--to-datetime", "2024-03-01T10:01:00.000Z", "--execute")
+    assert (p.returncode, p.stderr) == (0, "")
+    assert p.stdout == reset_table([("app", "events", 0, 1), ("app", "events", 1, 1)])
+    assert committed(stamped, "app") == {("events", 0): 1, ("events", 1): 1}
+    # --topic scope, a partition with no records falls back to its latest offset (0)
+    p = run("--data-dir", stamped, "--reset-offsets", "--group", "fresh", "--topic", "empty", "--topic", "events:1",
+            "--to-datetime", "2024-03-01T10:00:00.000Z", "--execute")
+    assert p.stdout == EMPTY_WARN.format(p=0, t="empty") + reset_table([("fresh", "empty", 0, 0),
+                                                                        ("fresh", "events", 1, 0)])
+    assert committed(stamped, "fresh") == {("empty", 0): 0, ("events", 1): 0}
+
+
+def test_by_duration(stamped) -> None:
+    dd = ["--data-dir", stamped, "--reset-offsets", "--group", "g", "--topic", "recent"]
+    p = run(*dd, "--by-duration", "PT2H", "--dry-run")  # records 3 h and 1 h old: the second
+    assert (p.returncode, p.stdout, p.stderr) == (0, reset_table([("g", "recent", 0, 1)]), "")
+    for older in ("PT4H", "P1D", "pt240m", "P0DT3H59M59.5S", "PT14399,9S"):
+        assert run(*dd, "--by-duration", older, "--dry-run").stdout == reset_table([("g", "recent", 0, 0)]), older
+    for newer in ("PT30M", "PT0S", "-PT1H"):  # nothing that recent: the latest offset
+        p = run(*dd, f"--by-duration={newer}", "--dry-run")
+        assert p.stdout == EMPTY_WARN.format(p=0, t="recent") + reset_table([("g", "recent", 0, 2)]), newer
+    p = run(*dd, "--by-duration", "PT2H", "--execute")
+    assert p.returncode == 0 and committed(stamped, "g") == {("recent", 0): 1}
+
+
+def test_export_and_from_file(stamped, tmp_path) -> None:
+    dd = ["--data-dir", stamped, "--reset-offsets"]
+    # one --group: topic,partition,offset; Kafka prints the CSV then an empty line
+    p = run(*dd, "--group", "app", "--all-topics", "--to-offset", "1", "--export", "--dry-run")
+    assert (p.returncode, p.stdout, p.stderr) == (0, "events,0,1\nevents,1,1\n\n", "")
+    # several groups (or --all-groups): group,topic,partition,offset; the dry-run warning on stderr
+    p = run(*dd, "--group", "app", "--group", "other", "--all-topics", "--to-earliest", "--export")
+    assert p.stdout == "app,events,0,0\napp,events,1,0\nother,events,0,0\n\n"
+    assert p.stderr.startswith("WARN: No action will be performed")
+    p = run(*dd, "--all-groups", "--topic", "events:0", "--to-latest", "--export", "--dry-run")
+    assert p.stdout == "app,events,0,4\nother,events,0,4\n\n"
+    # a long name is quoted as Jackson quotes it, and read back
+    p = run(*dd, "--group", "app", "--topic", LONG_TOPIC, "--to-earliest", "--export", "--dry-run")
+    assert p.stdout == f'"{LONG_TOPIC}",0,0\n\n'
+    # with --export stdout is only the CSV: Kafka's warnings go to stderr
+    p = run(*dd, "--group", "app", "--all-topics", "--to-datetime", "2024-03-01T10:02:00.001Z", "--export",
+            "--dry-run")
+    assert (p.stdout, p.stderr) == ("events,0,3\nevents,1,2\n\n", EMPTY_WARN.format(p=1, t="events"))
+    assert committed(stamped, "app") == {("events", 0): 4, ("events", 1): 2}
+
+    # --from-file needs neither --topic nor --all-topics; the exported plan, as Kafka writes it
+    single = tmp_path / "single.csv"
+    exported = run(*dd, "--group", "app", "--all-topics", "--to-offset", "1", "--export", "--dry-run").stdout
+    single.write_text(exported.rstrip("\n") + f'\n"{LONG_TOPIC}",0,1\n')
+    p = run(*dd, "--group", "app", "--from-file", str(single), "--dry-run")
+    assert (p.returncode, p.stderr) == (0, "")
+    assert p.stdout == reset_table([("app", LONG_TOPIC, 0, 1), ("app", "events", 0, 1), ("app", "events", 1, 1)])
+    assert committed(stamped, "app") == {("events", 0): 4, ("events", 1): 2}
+    p = run(*dd, "--group", "app", "--from-file", str(single), "--execute", "--export")
+    assert (p.stdout, p.stderr) == (f'"{LONG_TOPIC}",0,1\nevents,0,1\nevents,1,1\n\n', "")
+    assert committed(stamped, "app") == {("events", 0): 1, ("events", 1): 1, (LONG_TOPIC, 0): 1}
+
+    # group,topic,partition,offset lines: each group its own lines; a group with none: Kafka's
+    # error line, the others still reset, exit 0; offsets past the ends are clamped (stderr)
+    multi = tmp_path / "multi.csv"
+    multi.write_text("app,events,0,3\r\nother,events,0,99\nother,events,1,-5\n\n")
+    p = run(*dd, "--group", "other", "--group", "ghost", "--from-file", str(multi), "--execute")
+    assert p.returncode == 0
+    assert p.stdout == "\nError: No reset plan for group ghost found\n" + reset_table(
+        [("other", "events", 0, 4), ("other", "events", 1, 0)])
+    assert p.stderr == ("New offset (99) is higher than latest offset for topic partition events-0. Value will be "
+                        "set to 4\nNew offset (-5) is lower than earliest offset for topic partition events-1. "
+                        "Value will be set to 0\n")
+    assert committed(stamped, "other") == {("events", 0): 4, ("events", 1): 0}
+    assert committed(stamped, "app") == {("events", 0): 1, ("events", 1): 1, (LONG_TOPIC, 0): 1}
+    # one --group reads the group,topic,partition,offset format too (its own lines)
+    p = run(*dd, "--group", "app", "--from-file", str(multi), "--dry-run", "--export")
+    assert p.stdout == "events,0,3\n\n"
+    # a plan of no lines: no plan for any group, the header alone
+    (tmp_path / "blank.csv").write_text("\n")
+    p = run(*dd, "--group", "app", "--from-file", str(tmp_path / "blank.csv"), "--dry-run")
+    assert (p.returncode, p.stdout) == (0, "\nError: No reset plan for group app found\n\n" + RESET_HEADER + "\n")
+
+
+def test_to_current_and_shift_by_without_a_committed_offset(stamped) -> None:
+    dd = ["--data-dir", stamped, "--reset-offsets", "--group", "app", "--dry-run"]
+    # --to-current: the committed offset, else (Kafka) the latest one
+    p = run(*dd, "--topic", "events", "--topic", "recent", "--to-current")
+    assert p.stdout == reset_table([("app", "events", 0, 4), ("app", "events", 1, 2), ("app", "recent", 0, 2)])
+    assert one_error_line(run(*dd, "--topic", "recent", "--shift-by", "-1")) == (
+        "Error: Cannot shift offset for partition recent-0 since there is no current committed offset")
+    # --all-topics wins over --topic (Kafka): the group's committed partitions only
+    p = run(*dd, "--all-topics", "--topic", "recent", "--shift-by", "-1")
+    assert p.stdout == reset_table([("app", "events", 0, 3), ("app", "events", 1, 1)])
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--to-datetime", "2024-03-01T10:00:00"],
+     'Executing consumer group command failed due to java.text.ParseException: Unparseable date: '
+     '"2024-03-01T10:00:00Z"'),
+    (["--to-datetime", "2024-02-30T10:00:00.000+01:00"],
+     'Executing consumer group command failed due to java.text.ParseException: Unparseable date: '
+     '"2024-02-30T10:00:00.000+01:00"'),
+    (["--to-datetime", "2024-03-01 10:00:00.000"],
+     "Executing consumer group command failed due to java.text.ParseException: Error parsing timestamp. It does "
+     "not contain a 'T' according to ISO8601 format"),
+    (["--by-duration", "1h"], "Executing consumer group command failed due to Text cannot be parsed to a Duration"),
+    (["--by-duration", "P1W"], "Executing consumer group command failed due to Text cannot be parsed to a Duration"),
+    (["--by-duration", "PT"], "Executing consumer group command failed due to Text cannot be parsed to a Duration"),
+    (["--by-duration", "PT9223372036854775808S"],
+     "Executing consumer group command failed due to Text cannot be parsed to a Duration: seconds"),
+    (["--by-duration", "P106751991167301D"],
+     "Executing consumer group command failed due to Text cannot be parsed to a Duration: days"),
+    (["--from-file", "/nonexistent/plan.csv"],
+     "Executing consumer group command failed due to java.nio.file.NoSuchFileException: /nonexistent/plan.csv"),
+    (["--to-datetime", "2024-03-01T10:00:00.000Z", "--by-duration", "PT1H"],
+     'Option "[to-datetime]" can\'t be used with option "[by-duration]"'),
+    (["--from-file", "f.csv", "--to-current"], 'Option "[to-current]" can\'t be used with option "[from-file]"'),
+    (["--to-latest", "--shift-by", "1", "--to-earliest"],
+     'Option "[to-earliest]" can\'t be used with option "[to-latest]"'),
+    (["--by-duration", "PT1H", "--from-file", "f.csv", "--to-offset", "3"],
+     'Option "[to-offset]" can\'t be used with option "[from-file]"'),
+])
+def test_reset_value_and_combination_errors(stamped, argv, message) -> None:
+    p = run("--data-dir", stamped, "--reset-offsets", "--group", "app", "--topic", "events", "--dry-run", *argv)
+    assert one_error_line(p) == f"Error: {message}"
+    assert p.stdout == ""
+    assert committed(stamped, "app") == {("events", 0): 4, ("events", 1): 2}
+
+
+def test_reset_plan_errors(stamped, tmp_path) -> None:
+    dd = ["--data-dir", stamped, "--reset-offsets", "--dry-run"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("events,0,1\nevents,zero,1\n")
+    assert one_error_line(run(*dd, "--group", "app", "--from-file", str(bad))) == (
+        f"Error: Executing consumer group command failed due to line 2 of {bad} is not a reset plan line "
+        "(topic,partition,offset): 'events,zero,1'")
+    bad.write_text("events,0,1\n")  # three fields where several groups need four
+    assert one_error_line(run(*dd, "--all-groups", "--from-file", str(bad))) == (
+        f"Error: Executing consumer group command failed due to line 1 of {bad} is not a reset plan line "
+        "(group,topic,partition,offset): 'events,0,1'")
+    bad.write_text("")  # Kafka: one empty line, which no record format reads
+    assert "line 1 of" in one_error_line(run(*dd, "--group", "app", "--from-file", str(bad)))
+    bad.write_text("app,nosuch,0,1\n")
+    assert one_error_line(run(*dd, "--group", "app", "--from-file", str(bad))) == \
+        "Error: Topic 'nosuch' has no partition 0"
+    # the scope options are still needed without --from-file; --export changes nothing elsewhere
+    assert one_error_line(run(*dd, "--group", "app", "--to-datetime", "2024-03-01T10:00:00.000", "--export")) == \
+        "Error: One of the reset scopes should be defined: --all-topics, --topic."
+    assert run("--data-dir", stamped, "--list", "--export").stdout == "app\nother\n"  # Kafka ignores it
+
+
+def test_help_lists_the_reset_scenarios() -> None:
+    out = run("--help").stdout
+    for flag in ("--to-datetime DATETIME", "--by-duration DURATION", "--from-file PATH", "--export"):
+        assert flag in out, flag
+
+
+# -- the reset scenarios against a broker ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def stamped_broker(tmp_path_factory):
+    """A broker serving a log dir filled as `stamped` (records with known timestamps)."""
+    d = str(tmp_path_factory.mktemp("cli-groups-reset") / "data")
+    fill_stamped(d, int(time.time() * 1000))
+    b = start_broker(d, overrides={"group.initial.rebalance.delay.ms": "0", "offsets.topic.num.partitions": "2"})
+    yield b
+    b.stop()
+
+
+def test_reset_scenarios_against_a_broker(stamped_broker, tmp_path) -> None:
+    from broker.admin_client import AdminClient
+    bs = ["--bootstrap-server", stamped_broker.bootstrap, "--reset-offsets"]
+    group = f"net-{uuid.uuid4().hex[:8]}"
+
+    def offsets() -> dict[tuple[str, int], int]:
+        with AdminClient(stamped_broker.bootstrap) as admin:
+            return admin.offset_fetch(group)
+
+    # --to-datetime over ListOffsets by timestamp: a dry run commits nothing
+    p = run(*bs, "--group", group, "--topic", "events", "--to-datetime", "2024-03-01T11:01:30.000+01:00",
+            "--dry-run")
+    assert (p.returncode, p.stdout, p.stderr) == (0, reset_table([(group, "events", 0, 2),
+                                                                  (group, "events", 1, 1)]), "")
+    assert offsets() == {}
+    p = run(*bs, "--group", group, "--topic", "events", "--topic", "empty", "--to-datetime",
+            "2024-03-01T10:02:00.001", "--execute", "--export")
+    assert (p.stdout, p.stderr) == ("empty,0,0\nevents,0,3\nevents,1,2\n\n",
+                                    EMPTY_WARN.format(p=0, t="empty") + EMPTY_WARN.format(p=1, t="events"))
+    assert offsets() == {("empty", 0): 0, ("events", 0): 3, ("events", 1): 2}
+    # --by-duration
+    p = run(*bs, "--group", group, "--topic", "recent", "--by-duration", "PT2H", "--execute")
+    assert p.stdout == reset_table([(group, "recent", 0, 1)])
+    assert offsets()[("recent", 0)] == 1
+    # --export, then --from-file (no scope option) with several groups
+    plan = tmp_path / "plan.csv"
+    p = run(*bs, "--group", group, "--group", f"{group}-b", "--topic", "events", "--to-earliest", "--dry-run",
+            "--export")
+    assert p.stdout == f"{group},events,0,0\n{group},events,1,0\n{group}-b,events,0,0\n{group}-b,events,1,0\n\n"
+    plan.write_text(p.stdout)
+    p = run(*bs, "--group", group, "--group", f"{group}-b", "--from-file", str(plan), "--execute")
+    assert (p.returncode, p.stderr) == (0, "")
+    assert p.stdout == reset_table([(group, "events", 0, 0), (group, "events", 1, 0),
+                                    (f"{group}-b", "events", 0, 0), (f"{group}-b", "events", 1, 0)])
+    assert offsets() == {("empty", 0): 0, ("events", 0): 0, ("events", 1): 0, ("recent", 0): 1}

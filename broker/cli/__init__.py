@@ -16,6 +16,7 @@ Modules:
     console_props  their line parser, properties files and flags, formatters, topic-name rules
     groups     `consumer-groups`
     groups_describe  its `--describe --offsets | --members | --state` views and `--list --state`
+    groups_reset  its `--reset-offsets` scenarios (datetime, duration, CSV plans, `--export`)
     offset_tools  `get-offsets`, `delete-records`, `log-dirs --describe`
     logtools   `dump-log`, `verify`
     backends   the admin operations over a broker (NetBackend) or on a log dir (DirBackend)

@@ -2,10 +2,11 @@
 --reset-offsets, --delete-offsets).
 
 Owns: the tool's flags and their validation (Kafka's ConsumerGroupCommandOptions rules and
-messages: which options need or exclude which), `--delete`, the reset scenarios (--to-earliest /
---to-latest / --to-current / --to-offset / --shift-by, clamped to the partition's offsets, a dry
-run unless --execute) and `--delete-offsets` (OffsetDelete; Kafka's TOPIC PARTITION STATUS table).
-The views (`--describe --offsets | --members | --state`, `--list --state`) are groups_describe.py.
+messages: which options need or exclude which), `--delete` and `--delete-offsets` (OffsetDelete;
+Kafka's TOPIC PARTITION STATUS table). The views (`--describe --offsets | --members | --state`,
+`--list --state`) are groups_describe.py; `--reset-offsets` (its scenarios, a dry run unless
+--execute, `--export` / `--from-file` CSV, `--to-datetime` / `--by-duration` parsing) is
+groups_reset.py.
 
 Invariants: every usage error is found before a broker or log dir is opened; offsets are reset
 only for a group that is Empty or Dead; `--describe` of a group that does not exist prints
@@ -23,10 +24,9 @@ from typing import Any
 from .backends import Backend, open_backend
 from .common import ToolError, add_target, run_tool, tool_parser
 from .groups_describe import describe_groups, list_groups
+from .groups_reset import SCENARIOS, missing_scenario_message, parse_topic_spec, reset_offsets, scenario_conflict
+from .groups_reset import prepare as reset_prepare
 
-# (dest, Kafka's option name) of the reset scenarios, in the order Kafka checks them
-_SCENARIOS = [("to_offset", "to-offset"), ("to_earliest", "to-earliest"), ("to_latest", "to-latest"),
-              ("to_current", "to-current"), ("shift_by", "shift-by")]
 _ACTIONS = [("list", "list"), ("describe", "describe"), ("delete", "delete"), ("reset_offsets", "reset-offsets"),
             ("delete_offsets", "delete-offsets")]
 _SCOPE = "[all-groups], [group]"
@@ -89,11 +89,25 @@ def add_consumer_groups_parser(sub: Any) -> None:
     s = p.add_argument_group("reset scenario (exactly one, with --reset-offsets)")
     s.add_argument("--to-earliest", action="store_true", help="reset offsets to the earliest offset")
     s.add_argument("--to-latest", action="store_true", help="reset offsets to the latest offset")
-    s.add_argument("--to-current", action="store_true", help="reset offsets to the current offset")
+    s.add_argument("--to-current", action="store_true",
+                   help="reset offsets to the current offset (the latest where none is committed)")
     s.add_argument("--to-offset", type=int, metavar="N", help="reset offsets to offset N")
-    s.add_argument("--shift-by", type=int, metavar="N", help="shift the current offset by N (may be negative)")
+    s.add_argument("--shift-by", type=int, metavar="N",
+                   help="shift the current (committed) offset by N (may be negative)")
+    s.add_argument("--to-datetime", metavar="DATETIME",
+                   help="reset offsets to the first offset at or after this time, format "
+                        "'YYYY-MM-DDTHH:mm:SS.sss' with an optional zone (Z, +01:00, -05); no zone is UTC "
+                        "(as Kafka); the latest offset where no record is that recent")
+    s.add_argument("--by-duration", metavar="DURATION",
+                   help="as --to-datetime, for the time this ISO-8601 duration ago, format 'PnDTnHnMnS'")
+    s.add_argument("--from-file", metavar="PATH",
+                   help="reset offsets to those of a CSV plan (as --export writes it): topic,partition,offset "
+                        "lines with one --group, group,topic,partition,offset lines otherwise; needs no "
+                        "--topic / --all-topics")
     p.add_argument("--execute", action="store_true", help="--reset-offsets: do it (default is a dry run)")
     p.add_argument("--dry-run", action="store_true", help="--reset-offsets: only show the new offsets")
+    p.add_argument("--export", action="store_true",
+                   help="--reset-offsets: print the new offsets as the CSV --from-file reads instead of the table")
     p.set_defaults(func=lambda args: run_tool(_cmd_consumer_groups, args, "Error: "))
 
 
@@ -133,9 +147,9 @@ def check_args(args: argparse.Namespace) -> str:
             raise ToolError("Option [reset-offsets] only accepts one of [execute] and [dry-run]")
         if not scoped:
             raise ToolError(f"Option [reset-offsets] takes one of these options: {_SCOPE}")
-        used = [name for dest, name in _SCENARIOS if _has(args, dest)]
-        if len(used) > 1:
-            raise ToolError(f'Option "[{used[0]}]" can\'t be used with option "[{used[1]}]"')
+        conflict = scenario_conflict(args)
+        if conflict:
+            raise ToolError(conflict)
     if args.group and args.all_groups:
         raise ToolError('Option "[group]" can\'t be used with option "[all-groups]"')
     if args.group and args.list:
@@ -146,10 +160,9 @@ def check_args(args: argparse.Namespace) -> str:
     if len(actions) != 1:
         raise ToolError("Command must include exactly one action: " + ", ".join(f"--{n}" for _d, n in _ACTIONS))
     if args.reset_offsets:
-        if not any(_has(args, dest) for dest, _name in _SCENARIOS):
-            raise ToolError("Option '[reset-offsets]' requires one of the following scenarios: ["
-                            + ", ".join(f"[{n}]" for _d, n in _SCENARIOS) + "]")
-        if not args.topic and not args.all_topics:
+        if not any(_has(args, dest) for dest, _name in SCENARIOS):
+            raise ToolError(missing_scenario_message())
+        if not args.topic and not args.all_topics and args.from_file is None:
             raise ToolError("One of the reset scopes should be defined: --all-topics, --topic.")
     if args.delete_offsets and len(args.group) > 1:
         raise ToolError("Option [delete-offsets] supports only one consumer group: --group is given more than once")
@@ -158,6 +171,7 @@ def check_args(args: argparse.Namespace) -> str:
 
 def _cmd_consumer_groups(args: argparse.Namespace) -> int:
     action = check_args(args)
+    prepared = reset_prepare(args) if action == "reset_offsets" else {}
     be = open_backend(args)
     try:
         if action == "list":
@@ -172,7 +186,7 @@ def _cmd_consumer_groups(args: argparse.Namespace) -> int:
             return _delete_groups(be, groups)
         if not args.execute and not args.dry_run:
             sys.stderr.write(_DRY_RUN_WARNING + "\n")
-        return _reset_offsets(be, args, groups)
+        return reset_offsets(be, args, groups, prepared)
     finally:
         be.close()
 
@@ -193,17 +207,6 @@ def _delete_groups(be: Backend, groups: list[str]) -> int:
     return 0
 
 
-def _parse_topic_spec(spec: str) -> tuple[str, list[int] | None]:
-    """`topic` or `topic:p1,p2` → (topic, [partitions] or None for all of them)."""
-    topic, sep, plist = spec.partition(":")
-    if not sep:
-        return topic, None
-    try:
-        return topic, [int(x) for x in plist.split(",") if x.strip()]
-    except ValueError:
-        raise ToolError(f"invalid --topic {spec!r}: expected topic or topic:p1,p2") from None
-
-
 def _error_status(code: int) -> str:
     from ..admin_client import ERROR_NAMES
     name = ERROR_NAMES.get(code, f"error code {code}")
@@ -217,7 +220,7 @@ def _delete_offsets(be: Backend, group: str, specs: list[str]) -> int:
     tps: list[tuple[str, int]] = []
     status: dict[tuple[str, int], int] = {}
     for spec in specs:
-        topic, parts = _parse_topic_spec(spec)
+        topic, parts = parse_topic_spec(spec)
         if parts is None:
             try:
                 parts = [p[0] for p in be.describe_partitions(topic)]
@@ -246,53 +249,4 @@ def _delete_offsets(be: Backend, group: str, specs: list[str]) -> int:
     if any(status.values()):
         sys.stdout.flush()
         raise ToolError(message)
-    return 0
-
-
-def _reset_offsets(be: Backend, args: argparse.Namespace, groups: list[str]) -> int:
-    scenario = next(dest for dest, _name in _SCENARIOS if _has(args, dest))  # exactly one (check_args)
-    result: list[tuple[str, str, int, int]] = []
-    for g in groups:
-        state, _members, committed = be.describe_group(g)
-        if state not in ("Empty", "Dead"):
-            raise ToolError(f"Assignments can only be reset if the group '{g}' is inactive, but the current state is "
-                            f"{state}.")
-        tps: list[tuple[str, int]] = []
-        if args.all_topics:
-            tps = sorted(committed)
-        for spec in args.topic or []:
-            topic, parts = _parse_topic_spec(spec)
-            tps += [(topic, p) for p in parts] if parts is not None else \
-                [(topic, p[0]) for p in be.describe_partitions(topic)]
-        earliest = be.end_offsets(tps, -2)
-        latest = be.end_offsets(tps, -1)
-        new: dict[tuple[str, int], int] = {}
-        for tp in tps:
-            if tp not in latest:
-                raise ToolError(f"Topic '{tp[0]}' has no partition {tp[1]}")
-            lo, hi = earliest[tp], latest[tp]
-            cur = committed.get(tp, lo)
-            target = {"to_earliest": lo, "to_latest": hi, "to_current": cur}.get(scenario)
-            if scenario == "to_offset":
-                target = args.to_offset
-            elif scenario == "shift_by":
-                target = cur + args.shift_by
-            if target > hi:
-                print(f"New offset ({target}) is higher than latest offset for topic partition {tp[0]}-{tp[1]}. "
-                      f"Value will be set to {hi}")
-                target = hi
-            elif target < lo:
-                print(f"New offset ({target}) is lower than earliest offset for topic partition {tp[0]}-{tp[1]}. "
-                      f"Value will be set to {lo}")
-                target = lo
-            new[tp] = target
-        if args.execute and not args.dry_run and new:
-            be.commit_offsets(g, new)
-        result += [(g, t, p, o) for (t, p), o in sorted(new.items())]
-    lines = []
-    if result:
-        lines.append("")
-        lines.append(f"{'GROUP':<30} {'TOPIC':<30} {'PARTITION':<10} {'NEW-OFFSET':<15}")
-        lines += [f"{g:<30} {t:<30} {p!s:<10} {o!s:<15}" for g, t, p, o in result]
-    print("\n".join(lines))
     return 0
