@@ -26,7 +26,10 @@ A cleaning of one partition, in Kafka's terms:
 
 A partition is cleaned when its dirty share of bytes `dirty / (clean + dirty)` exceeds
 `min.cleanable.dirty.ratio`, when its oldest dirty record is older than `max.compaction.lag.ms`,
-or when a tombstone's delete horizon has passed.
+or when a tombstone's delete horizon has passed. Sealed segments not yet fsynced are left for
+later (their newer records could vanish at a power cut after older ones were cleaned away); when
+no flush comes for `log.cleaner.backoff.ms` (after an unclean open nothing but a later roll
+would bring one) the cleaner fsyncs them itself (`_flush_if_stalled`).
 
 Tombstones (Kafka's KIP-534): the first cleaning that keeps a tombstone rewrites its batch with
 the delete-horizon attribute bit (0x40) set and `baseTimestamp = now + delete.retention.ms`
@@ -36,10 +39,16 @@ first cleaning see the delete.
 
 Kept batches: untouched batches are copied byte for byte. A batch that loses records is rebuilt
 with the same offsets (cleaner_batches.batch_bytes); maxTimestamp is that of the kept records.
-A batch that loses every record is dropped, except the last batch of a group, which stays as an
-empty batch (recordCount 0): a cleaned segment therefore always ends at the offset its group
-ended, which is what lets recovery tell, from the `.swap` file alone, which old segments it
-replaces (`Log._complete_swap`). Control batches are kept.
+A batch that loses every record is dropped, except
+- the last batch of a group, which stays as an empty batch (recordCount 0): a cleaned segment
+  therefore always ends at the offset its group ended, which is what lets recovery tell, from
+  the `.swap` file alone, which old segments it replaces (`Log._complete_swap`);
+- the batch holding an idempotent producer's last sequence (the newest batch of a producer id
+  in the partition's producer state), kept as an empty batch as Kafka keeps it
+  (Cleaner: isBatchLastRecordOfProducer, RETAIN_EMPTY): producer state rebuilt from the log
+  after a crash (a snapshot older than that batch plus a header replay) still holds that
+  sequence, so a retry of the batch stays a duplicate rather than being stored again.
+Control batches are kept.
 
 Memory of a cleaning = the map (fixed, `log.cleaner.dedupe.buffer.size`) + one read chunk
 (`IO_CHUNK`), its decoded arrays and the write buffer; it does not grow with the number of keys
@@ -164,6 +173,8 @@ class LogCleaner:
         self.last_stats: list[CleanerStats] = []
         self._forget: set[str] = set()  # topics deleted since the last pass
         self._pass_segments: list[LogSegment] = []  # the sealed segments when the pass began
+        # partitions seen with unflushed sealed segments: (recovery point, when first seen)
+        self._unflushed: dict[tuple[str, int], tuple[int, float]] = {}
         try:
             self.checkpoints = ckpt.read_checkpoint(self.checkpoint_path)
         except LogStoreError as e:
@@ -295,6 +306,7 @@ class LogCleaner:
             for log in (self.store.logs() if logs is None else logs):
                 if log.closed or not log.config.compact:
                     continue
+                self._flush_if_stalled(log)
                 c = self.cleanable(log, now)
                 if self._should_clean(c):
                     todo.append(c)
@@ -319,6 +331,33 @@ class LogCleaner:
                     raise
             self.last_stats = stats
             return stats
+
+    def _flush_if_stalled(self, log: Log) -> None:
+        """Sealed segments above the recovery point are not cleaned until fsynced (`cleanable`).
+        A roll schedules that fsync; but after an unclean open the recovery point comes from a
+        checkpoint older than the last rolls, and nothing would fsync the recovered segments
+        before the partition's next roll (an idle partition: never), where Kafka cleans them at
+        once. So when the recovery point has not moved for `log.cleaner.backoff.ms` since a pass
+        first saw such segments, fsync them here; the next `cleanable` then includes them."""
+        key = (log.topic, log.partition)
+        with log.lock:
+            rp = log.recovery_point
+            active_base = log.segments.peekitem(-1)[0]
+        if rp >= active_base or log.failed:
+            self._unflushed.pop(key, None)
+            return
+        now = time.monotonic()
+        seen = self._unflushed.get(key)
+        if seen is None or seen[0] != rp:
+            self._unflushed[key] = (rp, now)
+            return
+        if now - seen[1] < self.store.config.cleaner_backoff_ms / 1000:
+            return
+        try:
+            log.flush(active_base)
+        except (OSError, LogStoreError) as e:  # the partition is offline now (log.py): not ours to fix
+            logger.error("cannot flush %s before cleaning it: %s", log.name, e)
+        self._unflushed.pop(key, None)
 
     def _table_changed(self, log: Log) -> bool:
         """Whether a segment the current pass started with has left the partition."""
@@ -355,11 +394,12 @@ class LogCleaner:
         segs = [s for s in _sealed(log) if s.base_offset < end]
         st.segments_before = len(segs)
         horizon_min: int | None = None
+        producers = _last_offsets_of_producers(log)
         for group in self._groups(log, segs):
             self._check_stop()
             if not any(s.size for s in group):
                 continue
-            cleaned, h = self._clean_group(log, group, m, end, now_ms, st)
+            cleaned, h = self._clean_group(log, group, m, end, now_ms, st, producers)
             if h is not None:
                 horizon_min = h if horizon_min is None else min(horizon_min, h)
             self._step(f"cleaned:{group[0].base_offset}")
@@ -399,7 +439,7 @@ class LogCleaner:
         changed = False
         while self._forget:
             topic = self._forget.pop()
-            for d in (self.checkpoints, self._horizons, self.uncleanable):
+            for d in (self.checkpoints, self._horizons, self.uncleanable, self._unflushed):
                 for key in [k for k in d if k[0] == topic]:
                     del d[key]  # type: ignore[attr-defined]
                     changed = True
@@ -464,7 +504,7 @@ class LogCleaner:
         return groups
 
     def _clean_group(self, log: Log, group: list[LogSegment], m: OffsetMap, end: int, now_ms: int,
-                     st: CleanerStats) -> tuple[LogSegment, int | None]:
+                     st: CleanerStats, producers: dict[int, int] | None = None) -> tuple[LogSegment, int | None]:
         cfg = log.config
         base = group[0].base_offset
         stem = os.path.join(log.dir, f"{base:020d}")
@@ -487,12 +527,18 @@ class LogCleaner:
                     self._check_stop()
                     st.bytes_read += len(chunk)
                     last_h = batches[-1][1]
-                    h_pending = self._filter_chunk(chunk, batches, at, seg, m, latest, now_ms, horizon, w, st)
+                    h_pending = self._filter_chunk(chunk, batches, at, seg, m, latest, now_ms, horizon, w, st,
+                                                   producers or {})
                     if h_pending is not None:
                         pending = h_pending if pending is None else min(pending, h_pending)
             if last_h is not None and w.last_offset < last_h.last_offset:
                 w.add(empty_batch(last_h), last_h, last_h.max_timestamp)
             w.finish()
+            # the group's newest modification time, as Kafka gives a cleaned segment: retention
+            # by time falls back on it for a segment without record timestamps (retention.py),
+            # which a cleaning must not make young again
+            mtime = max(os.stat(seg.log_path).st_mtime_ns for seg in group)
+            os.utime(out.log_path, ns=(mtime, mtime))
         except BaseException:
             out.delete_files()
             raise
@@ -501,9 +547,11 @@ class LogCleaner:
 
     def _filter_chunk(self, chunk: bytes, batches: list[tuple[int, R.BatchHeader]], at: int, seg: LogSegment,
                       m: OffsetMap, latest: int, now_ms: int, horizon: int, w: BatchWriter,
-                      st: CleanerStats) -> int | None:
+                      st: CleanerStats, producers: dict[int, int] | None = None) -> int | None:
         """Write the kept part of each batch of one chunk; returns the earliest delete horizon of
-        the tombstones kept, if any."""
+        the tombstones kept, if any. `producers`: producer id → last offset of its newest batch
+        (that batch stays, empty if it keeps no record)."""
+        producers = producers or {}
         recs = ChunkRecords(chunk, batches, seg.log_path, at)
         n = recs.n
         st.records_read += n
@@ -526,14 +574,18 @@ class LogCleaner:
         mv = memoryview(chunk)
         for bi, (p, h) in enumerate(batches):
             cnt = recs.count[bi]
+            last_of_producer = h.producer_id >= 0 and producers.get(h.producer_id) == h.last_offset
             if not cnt:
-                if h.is_control:
+                if h.is_control or last_of_producer:
                     w.add(mv[p:p + h.size], h, h.max_timestamp)
                 continue  # an empty batch from an earlier cleaning: rewritten only if it ends a group
             i0 = recs.first[bi]
             k = keep[i0:i0 + cnt]
             nk = int(np.count_nonzero(k))
             if nk == 0:
+                if last_of_producer:  # Kafka's RETAIN_EMPTY: the producer's last sequence stays
+                    w.add(empty_batch(h), h, h.max_timestamp)
+                    st.batches_rewritten += 1
                 continue
             kept_tomb = bool((tomb[i0:i0 + cnt] & k).any())
             set_horizon = kept_tomb and not h.attributes & R.DELETE_HORIZON_BIT
@@ -565,6 +617,17 @@ class LogCleaner:
             w.add(batch_bytes(h, attrs, base_ts, max_ts, nk, payload), h, max_ts)
             st.batches_rewritten += 1
         return pending
+
+
+def _last_offsets_of_producers(log: Log) -> dict[int, int]:
+    """Producer id → last offset of its newest batch, from the partition's producer state (loaded
+    from its snapshot and the log first if nothing has loaded it since open: a cleaning may
+    remove the batches that replay would find)."""
+    ps = getattr(log, "producer_state", None)
+    if ps is None:
+        return {}
+    with log.lock:
+        return ps.last_offsets()
 
 
 def install(store: "LogStore") -> None:

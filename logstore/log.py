@@ -48,7 +48,19 @@ from .segment import (CLEANED_SUFFIX, DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, 
                       TIMEINDEX_SUFFIX, FileSlice, LogSegment)
 
 _EMPTY_SLICE = FileSlice(-1, 0, 0)
+_EMPTY_TAIL_MAX = 4096  # bytes of a sealed segment's tail checked for empty batches only (read_slice)
 logger = logging.getLogger("logstore")
+
+
+def _only_empty_batches(seg: LogSegment, s: FileSlice) -> bool:
+    """Whether slice `s`, a short tail of sealed segment `seg`, holds only whole batches without
+    records (and no control batch)."""
+    if s.size > _EMPTY_TAIL_MAX or s.position + s.size != seg.size:
+        return False
+    data = seg.pread(s.size, s.position)
+    headers = list(R.iter_headers(data))
+    return bool(headers) and sum(h.size for _p, h in headers) == len(data) and \
+        all(h.record_count == 0 and not h.is_control for _p, h in headers)
 
 
 @dataclass(frozen=True)
@@ -385,6 +397,15 @@ class Log(LogLoader):
                 seg = segs[i]
                 upper = segs[i + 1].base_offset if i + 1 < len(segs) else None
                 s = seg.read_slice(offset, max_bytes, min_one=min_one, upper=upper)
+                if s is not None and upper is not None and _only_empty_batches(seg, s):
+                    # a cleaned segment's end marker: a batch that lost every record to compaction
+                    # (cleaner.py). Kafka never answers a fetch with nothing but such batches while
+                    # records follow (librdkafka takes an answer without a record for a too-small
+                    # fetch size and after ten in a row reports MSG_SIZE_TOO_LARGE): go on with the
+                    # next segment
+                    offset = upper
+                    i += 1
+                    continue
                 if s is not None:
                     return s
                 if upper is not None and offset < upper and seg.base_offset <= offset:
