@@ -1,4 +1,5 @@
-"""Consumer groups: the classic group protocol state machine and committed offsets.
+"""Consumer groups: the classic group protocol state machine, the consumer group protocol of
+KIP-848, and committed offsets.
 
 Modules:
     group        one group's state and its pure helpers (no timers, no I/O)
@@ -7,6 +8,9 @@ Modules:
       rebalance    the state machine's moves and timers, group metadata persistence
       membership   JoinGroup, SyncGroup, Heartbeat, LeaveGroup
       offsets      OffsetCommit, OffsetFetch, OffsetDelete, offsets expiry
+      consumer_group  ConsumerGroupHeartbeat / ConsumerGroupDescribe: the KIP-848 consumer
+                      group protocol (group metadata in memory only, offsets shared)
+    consumer_assignment  its server-side assignors (uniform, range), data model, reconciliation
     config       `CoordinatorConfig` (the broker settings it reads)
     errors       the Kafka error codes it answers
 The `__consumer_offsets` record schemas (OffsetCommitKey/Value, GroupMetadataKey/Value) and the

@@ -8,6 +8,7 @@ LeaveGroup), offsets.py (committed offsets and their expiry) — over this one s
     config    CoordinatorConfig
     clock     wall-clock ms (tests may pass their own)
     groups    group id → Group; a Dead group is removed from it
+    consumer_groups  group id → ConsumerGroup (KIP-848, consumer_group.py); an id is in one map at most
     offsets   GroupOffsetStore, None until `start()` has loaded it
     loop      the asyncio loop `start()` ran on: timers and parked requests live there
     state     "inactive" → "loading" → "active" → "inactive"
@@ -41,6 +42,7 @@ class CoordinatorBase:
         self.config = config
         self.clock = clock or (lambda: int(time.time() * 1000))
         self.groups: dict[str, Group] = {}
+        self.consumer_groups: dict[str, Any] = {}  # KIP-848 groups: group id → consumer_group.ConsumerGroup
         self.offsets: GroupOffsetStore | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.state = "inactive"  # inactive → loading → active → inactive

@@ -23,6 +23,9 @@ class CoordinatorConfig:
     offsets_retention_minutes: int = 10080
     offsets_retention_check_interval_ms: int = 600000
     offset_metadata_max_bytes: int = 4096
+    group_consumer_session_timeout_ms: int = 45000  # KIP-848 groups (consumer_group.py)
+    group_consumer_heartbeat_interval_ms: int = 5000
+    group_consumer_max_size: int = 2**31 - 1
     fsync_commits: bool = False
 
     @classmethod

@@ -3,6 +3,7 @@
 Operations (one coroutine per API; each returns plain results with Kafka error codes, so the
 wire handlers in broker/handlers/groups.py only translate):
     join, sync, heartbeat, leave        membership and rebalancing      membership.py, rebalance.py
+    consumer_heartbeat, consumer_describe  KIP-848 consumer groups      consumer_group.py (not persisted)
     commit, fetch, delete_offsets       committed offsets, expiry       offsets.py
     list_groups, describe, delete_groups                                here
     start, stop                         lifecycle, loading groups       here
@@ -31,6 +32,7 @@ from logstore.groups import OFFSETS_TOPIC, GroupOffsetStore
 
 from . import errors as E
 from .config import CoordinatorConfig
+from .consumer_group import ConsumerGroupMixin
 from .group import Group, GroupDescription, GroupState, JoinResult, Member, MemberDescription, SyncResult, resolve
 from .membership import MembershipMixin
 from .offsets import OffsetsMixin
@@ -42,7 +44,7 @@ log = logging.getLogger("broker.coordinator")
 S = GroupState
 
 
-class GroupCoordinator(MembershipMixin, OffsetsMixin):
+class GroupCoordinator(MembershipMixin, OffsetsMixin, ConsumerGroupMixin):
     """Consumer groups and their offsets for one broker (which coordinates every group).
 
     Use: `c = GroupCoordinator(store, config)`; `await c.start()` on the broker's loop (loads
@@ -100,6 +102,17 @@ class GroupCoordinator(MembershipMixin, OffsetsMixin):
                 resolve(m.join_future, JoinResult(E.NOT_COORDINATOR, m.member_id))
                 resolve(m.sync_future, SyncResult(E.NOT_COORDINATOR))
         self.groups.clear()
+        self._stop_consumer_groups()
+
+    async def join(self, group_id: str, member_id: str, **kw) -> JoinResult:  # type: ignore[override]
+        """JoinGroup (membership.py), after the group-type check: a consumer-protocol group with
+        members refuses classic members (no online migration here); an empty one becomes classic."""
+        cg = self.consumer_groups.get(group_id)
+        if cg is not None and self.state == "active":
+            if cg.members:
+                return JoinResult(E.INCONSISTENT_GROUP_PROTOCOL, member_id)
+            del self.consumer_groups[group_id]
+        return await super().join(group_id, member_id, **kw)
 
     def _load_group(self, gid: str) -> None:
         assert self.offsets is not None
@@ -156,6 +169,16 @@ class GroupCoordinator(MembershipMixin, OffsetsMixin):
         for gid in group_ids:
             if err:
                 out[gid] = err
+                continue
+            cg = self.consumer_groups.get(gid)
+            if cg is not None:  # a consumer-protocol group: Empty only, as a classic one
+                if cg.members:
+                    out[gid] = E.NON_EMPTY_GROUP
+                else:
+                    assert self.offsets is not None
+                    self.offsets.delete_group(gid)
+                    del self.consumer_groups[gid]
+                    out[gid] = E.NONE
                 continue
             g = self.groups.get(gid)
             if g is None or g.is_(S.DEAD):

@@ -15,6 +15,9 @@ offsets topic's flush policy (`flush.ms` in the background), or per commit, fsyn
 thread before the answer, with `flush.messages=1` on `__consumer_offsets` (or
 `fsync_commits=True` in CoordinatorConfig).
 
+Consumer-protocol groups (KIP-848, consumer_group.py) share the offsets store; their commits
+and fetches are checked by member id and member epoch (STALE_MEMBER_EPOCH, UNKNOWN_MEMBER_ID).
+
 Expiry: every `offsets.retention.check.interval.ms`, offsets of groups Empty for longer than
 `offsets.retention.minutes` are tombstoned; an Empty group with no offsets left becomes Dead
 and its metadata is tombstoned. A deleted topic takes its committed offsets with it.
@@ -49,14 +52,22 @@ class OffsetsMixin(RebalanceMixin):
 
     async def commit(self, group_id: str, generation: int, member_id: str,
                      offsets: Mapping[TopicPartition, OffsetAndMetadata], *,
-                     group_instance_id: str | None = None) -> dict[TopicPartition, int]:
+                     group_instance_id: str | None = None, api_version: int | None = None) -> dict[TopicPartition, int]:
         """OffsetCommit. Generation -1 with no member id is a commit from outside the group
-        protocol (admin, a consumer using assign()): allowed while the group is Empty."""
+        protocol (admin, a consumer using assign()): allowed while the group is Empty. For a
+        consumer-protocol group (KIP-848) `generation` is the member epoch (STALE_MEMBER_EPOCH
+        when it is not the member's current one; `api_version` below 9 is refused for members)."""
         err = self._check_active()
         if not err and not group_id:
             err = E.INVALID_GROUP_ID
         if err:
             return {tp: err for tp in offsets}
+        cg = self.consumer_groups.get(group_id)
+        if cg is not None:
+            err = self._consumer_commit_error(cg, generation, member_id, api_version)
+            if err:
+                return {tp: err for tp in offsets}
+            return await self._write_offsets(group_id, offsets)
         g = self.groups.get(group_id)
         if g is None:
             if generation >= 0:
@@ -66,6 +77,11 @@ class OffsetsMixin(RebalanceMixin):
         err = self._commit_error(g, generation, member_id, group_instance_id)
         if err:
             return {tp: err for tp in offsets}
+        return await self._write_offsets(group_id, offsets)
+
+    async def _write_offsets(self, group_id: str, offsets: Mapping[TopicPartition, OffsetAndMetadata]
+                             ) -> dict[TopicPartition, int]:
+        """Append the offsets the group's checks let through; per-partition errors."""
         result: dict[TopicPartition, int] = {}
         good: dict[TopicPartition, OffsetAndMetadata] = {}
         now = self.clock()
@@ -114,12 +130,19 @@ class OffsetsMixin(RebalanceMixin):
         return E.NONE
 
     async def fetch(self, group_id: str, partitions: Iterable[TopicPartition] | None = None, *,
-                    require_stable: bool = False) -> tuple[int, dict[TopicPartition, OffsetAndMetadata | None]]:
+                    require_stable: bool = False, member_id: str | None = None,
+                    member_epoch: int = -1) -> tuple[int, dict[TopicPartition, OffsetAndMetadata | None]]:
         """OffsetFetch: (error, offsets). `partitions` None = every partition with an offset;
-        asked-for partitions without one map to None (the wire answer is offset -1)."""
+        asked-for partitions without one map to None (the wire answer is offset -1). `member_id`
+        and `member_epoch` (v9) are checked for a consumer-protocol group only, as Kafka does."""
         err = self._check_active()
         if err:
             return err, {}
+        cg = self.consumer_groups.get(group_id)
+        if cg is not None:
+            err = self._consumer_fetch_error(cg, member_id, member_epoch)
+            if err:
+                return err, {}
         assert self.offsets is not None
         if partitions is None:
             return E.NONE, dict(self.offsets.fetch(group_id))
@@ -135,10 +158,13 @@ class OffsetsMixin(RebalanceMixin):
         if err:
             return err, {}
         g = self.groups.get(group_id)
-        if g is None or g.is_(S.DEAD):
-            return E.GROUP_ID_NOT_FOUND, {}
+        cg = self.consumer_groups.get(group_id)
         subscribed: set[str] = set()
-        if not g.is_(S.EMPTY):
+        if cg is not None:
+            subscribed = self._consumer_subscribed(cg)
+        elif g is None or g.is_(S.DEAD):
+            return E.GROUP_ID_NOT_FOUND, {}
+        elif not g.is_(S.EMPTY):
             topics = g.subscribed_topics()
             if topics is None:
                 return E.NON_EMPTY_GROUP, {}
@@ -180,6 +206,9 @@ class OffsetsMixin(RebalanceMixin):
         now = self.clock() if now_ms is None else now_ms
 
         def eligible(gid: str) -> int | None:
+            cg = self.consumer_groups.get(gid)
+            if cg is not None:
+                return None if cg.members else cg.state_timestamp_ms
             g = self.groups.get(gid)
             if g is None:
                 return -1
@@ -188,9 +217,15 @@ class OffsetsMixin(RebalanceMixin):
         removed = self.offsets.expire(now, self.config.offsets_retention_minutes * 60_000, eligible=eligible)
         for g in list(self.groups.values()):  # Empty and nothing left: Dead, as in Kafka's cleanup
             self._drop_if_unused(g)
+        for gid, cg in list(self.consumer_groups.items()):
+            if not cg.members and not self._has_offsets_of(gid):
+                del self.consumer_groups[gid]
         if removed:
             log.info("expired offsets of %d groups", len(removed))
         return removed
+
+    def _has_offsets_of(self, group_id: str) -> bool:
+        return self.offsets is not None and self.offsets.has_offsets(group_id)
 
     def _on_topic_change(self, topic: str, change: str) -> None:
         """A deleted topic takes its committed offsets with it (may run on any thread)."""

@@ -130,6 +130,7 @@ def default_registry(*, groups: bool = True) -> Registry:
             log.warning("group APIs not available: %s", e)
         else:
             group_handlers.register(reg)
+            from . import consumer_groups; consumer_groups.register(reg)  # noqa: E702  KIP-848 (68, 69)
     return reg
 
 

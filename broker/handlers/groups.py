@@ -12,7 +12,11 @@ From `ctx` a handler needs (see `_coordinator`, `_client`, `_node`; one place to
 Version notes (as Kafka answers): JoinGroup v4+ makes a first join without a member id fail with
 MEMBER_ID_REQUIRED and the new id; LeaveGroup v3+ and OffsetFetch v8+ are batched; FindCoordinator
 v4+ answers a list of keys; OffsetCommit starts at v2 and OffsetFetch at v1 (kio has no older
-ones; Kafka 4 dropped them too); v10 of both (topic ids) is not offered.
+ones; Kafka 4 dropped them too); v10 of both (topic ids) is not offered. Consumer-protocol
+(KIP-848) groups: OffsetCommit v9 carries the member epoch and OffsetFetch v9 the member id and
+epoch (checked by the coordinator); ListGroups reports them with group type "consumer";
+DescribeGroups answers them as Kafka 4 does (Dead; GROUP_ID_NOT_FOUND from v6). Their own APIs
+(68, 69) are broker/handlers/consumer_groups.py.
 """
 
 from __future__ import annotations
@@ -213,7 +217,8 @@ async def offset_commit(ctx: Any, request: Any) -> Any:
                 int(p.committed_offset), p.committed_metadata or "", now,
                 int(getattr(p, "committed_leader_epoch", -1)), now + retention if retention >= 0 else -1)
     res = await coord.commit(request.group_id, int(request.generation_id_or_member_epoch), request.member_id, offsets,
-                             group_instance_id=getattr(request, "group_instance_id", None))
+                             group_instance_id=getattr(request, "group_instance_id", None),
+                             api_version=_version(request))
     return _make(mod.OffsetCommitResponse, topics=tuple(
         _make(mod.OffsetCommitResponseTopic, name=t.name, partitions=tuple(
             _make(mod.OffsetCommitResponsePartition, partition_index=p.partition_index,
@@ -222,10 +227,12 @@ async def offset_commit(ctx: Any, request: Any) -> Any:
 
 
 # -- OffsetFetch (9) ------------------------------------------------------------------------------------------
-async def _fetch_group(coord: GroupCoordinator, group_id: str, topics: Any, require_stable: bool
+async def _fetch_group(coord: GroupCoordinator, group_id: str, topics: Any, require_stable: bool,
+                       member_id: str | None = None, member_epoch: int = -1
                        ) -> tuple[int, list[tuple[str, list[tuple[int, OffsetAndMetadata | None]]]]]:
     parts = None if topics is None else [(t.name, int(i)) for t in topics for i in t.partition_indexes]
-    err, got = await coord.fetch(group_id, parts, require_stable=require_stable)
+    err, got = await coord.fetch(group_id, parts, require_stable=require_stable, member_id=member_id,
+                                 member_epoch=member_epoch)
     by_topic: dict[str, list[tuple[int, OffsetAndMetadata | None]]] = {}
     if parts is None:
         for (t, p), om in sorted(got.items()):
@@ -244,7 +251,8 @@ async def offset_fetch(ctx: Any, request: Any) -> Any:
     if v >= 8:
         groups = []
         for g in request.groups:
-            err, topics = await _fetch_group(coord, g.group_id, g.topics, stable)
+            err, topics = await _fetch_group(coord, g.group_id, g.topics, stable, getattr(g, "member_id", None),
+                                             int(getattr(g, "member_epoch", -1)))
             groups.append(_make(mod.OffsetFetchResponseGroup, group_id=g.group_id, error_code=err, topics=tuple(
                 _make(mod.OffsetFetchResponseTopics, name=t, partitions=tuple(
                     _make(mod.OffsetFetchResponsePartitions, partition_index=p,
@@ -267,11 +275,14 @@ async def list_groups(ctx: Any, request: Any) -> Any:
     mod = _response_module(request)
     coord = _coordinator(ctx)
     err = coord._check_active()
-    listed = [] if err else coord.list_groups(getattr(request, "states_filter", ()) or (),
-                                              getattr(request, "types_filter", ()) or ())
+    states = getattr(request, "states_filter", ()) or ()
+    types = getattr(request, "types_filter", ()) or ()
+    listed = [] if err else [(gid, ptype, state, "classic") for gid, ptype, state in coord.list_groups(states, types)]
+    if not err:  # KIP-848 groups: group type "consumer", protocol type "consumer"
+        listed += [(gid, ptype, state, "consumer") for gid, ptype, state in coord.list_consumer_groups(states, types)]
     return _make(mod.ListGroupsResponse, error_code=err, groups=tuple(
-        _make(mod.ListedGroup, group_id=gid, protocol_type=ptype, group_state=state, group_type="classic")
-        for gid, ptype, state in listed))
+        _make(mod.ListedGroup, group_id=gid, protocol_type=ptype, group_state=state, group_type=gtype)
+        for gid, ptype, state, gtype in sorted(listed)))
 
 
 async def describe_groups(ctx: Any, request: Any) -> Any:
@@ -284,6 +295,8 @@ async def describe_groups(ctx: Any, request: Any) -> Any:
         err, msg = d.error, None
         if not d.found and not err and v >= 6:
             err, msg = E.GROUP_ID_NOT_FOUND, f"group {gid!r} not found"
+            if gid in coord.consumer_groups:  # as Kafka 4 answers for a consumer-protocol group
+                msg = f"Group {gid} is not a classic group."
         out.append(_make(mod.DescribedGroup, error_code=err, error_message=msg, group_id=gid, group_state=d.state,
                          protocol_type=d.protocol_type, protocol_data=d.protocol, authorized_operations=_INT32_MIN,
                          members=tuple(_make(mod.DescribedGroupMember, member_id=m.member_id,
