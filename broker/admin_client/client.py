@@ -3,7 +3,8 @@
 Owns: request shapes and response unpacking for topics (Metadata, CreateTopics, DeleteTopics,
 CreatePartitions), configs (DescribeConfigs, IncrementalAlterConfigs / AlterConfigs), offsets
 and data (ListOffsets, DeleteRecords, Produce, Fetch), log dirs (DescribeLogDirs) and groups
-(FindCoordinator, ListGroups, DescribeGroups, DeleteGroups, OffsetFetch, OffsetCommit). Results
+(FindCoordinator, ListGroups, DescribeGroups, ConsumerGroupDescribe, DeleteGroups, OffsetFetch,
+OffsetCommit). Results
 are plain tuples and dicts, not kio objects.
 
 Invariants: a non-zero error code in a response raises `KafkaError(code, broker's message)`,
@@ -17,7 +18,7 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable
 
-from .codes import (API_ALTER_CONFIGS, API_CREATE_PARTITIONS, API_CREATE_TOPICS,
+from .codes import (API_ALTER_CONFIGS, API_CONSUMER_GROUP_DESCRIBE, API_CREATE_PARTITIONS, API_CREATE_TOPICS,
                     API_DELETE_GROUPS, API_DELETE_RECORDS, API_DELETE_TOPICS, API_DESCRIBE_CONFIGS, API_DESCRIBE_LOG_DIRS,
                     API_DESCRIBE_GROUPS, API_FETCH, API_FIND_COORDINATOR, API_INCREMENTAL_ALTER_CONFIGS,
                     API_LIST_GROUPS, API_LIST_OFFSETS, API_METADATA, API_OFFSET_COMMIT, API_OFFSET_FETCH,
@@ -250,6 +251,41 @@ class AdminClient(Connection):
                             if g.protocol_type in ("consumer", "") else []})
         return {"state": g.group_state, "protocol_type": g.protocol_type, "protocol": g.protocol_data,
                 "members": members}
+
+    def consumer_group_describe(self, group: str) -> dict[str, Any] | None:
+        """ConsumerGroupDescribe (API 69) of a KIP-848 consumer-protocol group, None when the
+        broker does not know it as one (GROUP_ID_NOT_FOUND: no such group, or a classic group).
+        {"state", "group_epoch", "assignment_epoch", "assignor", "members": [{"member_id",
+        "group_instance_id", "client_id", "client_host", "member_epoch", "assignment",
+        "target_assignment": [(topic, partition)]}]}; topics are named from the response's
+        topic_name, else from Metadata's topic ids."""
+        resp = self.request(API_CONSUMER_GROUP_DESCRIBE, {"group_ids": [group], "include_authorized_operations": False})
+        g = resp.groups[0]
+        code = code_of(g.error_code)
+        if code == 69:  # GROUP_ID_NOT_FOUND
+            return None
+        if code:
+            raise KafkaError(code, getattr(g, "error_message", None), where=f" (describing group {group!r})")
+        by_id: dict[Any, str] | None = None
+
+        def tps(assignment: Any) -> list[tuple[str, int]]:
+            nonlocal by_id
+            out = []
+            for t in getattr(assignment, "topic_partitions", None) or ():
+                name = getattr(t, "topic_name", None) or ""
+                if not name:
+                    if by_id is None:
+                        by_id = {v["id"]: k for k, v in self.metadata()["topics"].items() if v["id"] is not None}
+                    name = by_id.get(t.topic_id, str(t.topic_id))
+                out += [(name, int(p)) for p in t.partitions]
+            return sorted(out)
+
+        members = [{"member_id": m.member_id, "group_instance_id": m.instance_id, "client_id": m.client_id,
+                    "client_host": m.client_host, "member_epoch": int(m.member_epoch),
+                    "assignment": tps(m.assignment), "target_assignment": tps(m.target_assignment)}
+                   for m in g.members]
+        return {"state": g.group_state, "group_epoch": int(g.group_epoch), "assignment_epoch": int(g.assignment_epoch),
+                "assignor": g.assignor_name or "", "members": members}
 
     def delete_groups(self, groups: list[str]) -> dict[str, int]:
         """{group: error code} (0 = deleted)."""

@@ -19,6 +19,7 @@ API_DESCRIBE_GROUPS, API_LIST_GROUPS, API_API_VERSIONS = 15, 16, 18
 API_CREATE_TOPICS, API_DELETE_TOPICS, API_DELETE_RECORDS = 19, 20, 21
 API_DESCRIBE_CONFIGS, API_ALTER_CONFIGS, API_DESCRIBE_LOG_DIRS, API_CREATE_PARTITIONS = 32, 33, 35, 37
 API_DELETE_GROUPS, API_OFFSET_DELETE, API_INCREMENTAL_ALTER_CONFIGS = 42, 47, 44
+API_CONSUMER_GROUP_DESCRIBE = 69  # KIP-848 consumer-protocol groups
 
 # Highest version used per API: the request shapes built below hold up to these.
 MAX_VERSIONS = {
@@ -27,14 +28,14 @@ MAX_VERSIONS = {
     API_LEAVE_GROUP: 5, API_SYNC_GROUP: 5, API_DESCRIBE_GROUPS: 5, API_LIST_GROUPS: 4,
     API_API_VERSIONS: 3, API_CREATE_TOPICS: 7, API_DELETE_TOPICS: 5, API_DELETE_RECORDS: 2,
     API_DESCRIBE_CONFIGS: 4, API_ALTER_CONFIGS: 2, API_DESCRIBE_LOG_DIRS: 4, API_CREATE_PARTITIONS: 3, API_DELETE_GROUPS: 2,
-    API_OFFSET_DELETE: 0, API_INCREMENTAL_ALTER_CONFIGS: 1,
+    API_OFFSET_DELETE: 0, API_INCREMENTAL_ALTER_CONFIGS: 1, API_CONSUMER_GROUP_DESCRIBE: 0,
 }
 API_NAMES = {
     0: "Produce", 1: "Fetch", 2: "ListOffsets", 3: "Metadata", 8: "OffsetCommit", 9: "OffsetFetch",
     10: "FindCoordinator", 11: "JoinGroup", 12: "Heartbeat", 13: "LeaveGroup", 14: "SyncGroup",
     15: "DescribeGroups", 16: "ListGroups", 18: "ApiVersions", 19: "CreateTopics", 20: "DeleteTopics",
     21: "DeleteRecords", 32: "DescribeConfigs", 33: "AlterConfigs", 35: "DescribeLogDirs", 37: "CreatePartitions",
-    42: "DeleteGroups", 44: "IncrementalAlterConfigs", 47: "OffsetDelete",
+    42: "DeleteGroups", 44: "IncrementalAlterConfigs", 47: "OffsetDelete", 69: "ConsumerGroupDescribe",
 }
 
 # Kafka error codes the tools name or act on.

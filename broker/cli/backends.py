@@ -29,15 +29,26 @@ class TopicDesc(typing.NamedTuple):
 
 
 class GroupInfo(typing.NamedTuple):
-    """A group as DescribeGroups shows it. `state` is "Dead" when the group does not exist;
-    `protocol` is the assignment strategy ("" when there is none, e.g. an Empty group);
-    `coordinator` is (node id, host, port), None on a log dir; each member is a dict with
-    member_id, group_instance_id (or None), client_id, client_host and assignment
-    [(topic, partition)]."""
+    """A group as DescribeGroups (a classic group) or ConsumerGroupDescribe (a KIP-848
+    consumer-protocol group) shows it. `state` is "Dead" when the group does not exist;
+    `protocol` is the assignment strategy ("" when there is none, e.g. an Empty classic group;
+    the server assignor, e.g. "uniform", for a consumer group); `coordinator` is (node id, host,
+    port), None on a log dir; each member is a dict with member_id, group_instance_id (or None),
+    client_id, client_host and assignment [(topic, partition)], for a consumer group also
+    member_epoch and target_assignment. `group_type` is "classic" or "consumer"; a consumer
+    group also has its `group_epoch` and `assignment_epoch` (None for a classic group)."""
     state: str
     protocol: str
     coordinator: tuple[int, str, int] | None
     members: list
+    group_type: str = "classic"
+    group_epoch: int | None = None
+    assignment_epoch: int | None = None
+
+
+# Kafka's GroupState names, by lower-cased name (a broker may answer in any case)
+_STATE_NAMES = {s.lower(): s for s in ("PreparingRebalance", "CompletingRebalance", "Stable", "Dead", "Empty",
+                                       "Assigning", "Reconciling")}
 
 
 class Backend(Protocol):
@@ -141,8 +152,10 @@ class NetBackend:
         resp = self.client.request(API_DESCRIBE_GROUPS, {"groups": [group], "include_authorized_operations": False})
         g = resp.groups[0]
         code = code_of(g.error_code)
-        if code == 69:  # GROUP_ID_NOT_FOUND (DescribeGroups v6+)
-            return GroupInfo("Dead", "", None, [])
+        if code == 69 or (not code and g.group_state == "Dead"):
+            # not a classic group (GROUP_ID_NOT_FOUND from DescribeGroups v6+, Dead before): it may
+            # be a consumer-protocol group, which only ConsumerGroupDescribe shows (as Kafka 4's Admin)
+            return self._consumer_group_info(group, coordinator)
         if code:
             raise KafkaError(code, where=f" (describing group {group!r})")
         consumer = g.protocol_type in ("consumer", "")
@@ -152,6 +165,19 @@ class NetBackend:
                    for m in g.members]
         coord = self.client.find_coordinator(group) if coordinator and g.group_state != "Dead" else None
         return GroupInfo(g.group_state, g.protocol_data or "", coord, members)
+
+    def _consumer_group_info(self, group: str, coordinator: bool) -> GroupInfo:
+        """A KIP-848 group by ConsumerGroupDescribe; Dead when the broker has no such API or group."""
+        from ..admin_client.codes import API_CONSUMER_GROUP_DESCRIBE
+        if API_CONSUMER_GROUP_DESCRIBE not in self.client.versions:
+            return GroupInfo("Dead", "", None, [])
+        d = self.client.consumer_group_describe(group)
+        if d is None:
+            return GroupInfo("Dead", "", None, [])
+        state = _STATE_NAMES.get(str(d["state"]).lower(), d["state"])
+        coord = self.client.find_coordinator(group) if coordinator and state != "Dead" else None
+        return GroupInfo(state, d["assignor"], coord, d["members"], "consumer", d["group_epoch"],
+                         d["assignment_epoch"])
 
     def describe_group(self, group: str) -> tuple[str, list[dict[str, Any]], dict[tuple[str, int], int]]:
         info = self.group_info(group, coordinator=False)

@@ -85,7 +85,9 @@ def add_consumer_groups_parser(sub: Any) -> None:
                         "case-insensitive)")
     d.add_argument("--verbose", action="store_true",
                    help="--describe: more detail, the ASSIGNMENT column of --members (as Kafka 3.x; accepted "
-                        "with --offsets and --state, which it does not change)")
+                        "with --offsets and --state, which it does not change); for a consumer-protocol "
+                        "(KIP-848) group, as Kafka 4: CURRENT-EPOCH CURRENT-ASSIGNMENT TARGET-EPOCH "
+                        "TARGET-ASSIGNMENT with --members, GROUP-EPOCH TARGET-ASSIGNMENT-EPOCH with --state")
     s = p.add_argument_group("reset scenario (exactly one, with --reset-offsets)")
     s.add_argument("--to-earliest", action="store_true", help="reset offsets to the earliest offset")
     s.add_argument("--to-latest", action="store_true", help="reset offsets to the latest offset")

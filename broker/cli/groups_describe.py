@@ -7,15 +7,21 @@ Owns: Kafka's tables for these (kafka-consumer-groups.sh, ConsumerGroupCommand):
                a committed offset
     --members  GROUP CONSUMER-ID [GROUP-INSTANCE-ID] HOST CLIENT-ID #PARTITIONS [ASSIGNMENT];
                GROUP-INSTANCE-ID when a member has one, ASSIGNMENT ("topic(0,1), other(2)")
-               with --verbose
-    --state    GROUP COORDINATOR (ID) ASSIGNMENT-STRATEGY STATE #MEMBERS
+               with --verbose; for a consumer-protocol (KIP-848) group --verbose shows instead
+               CURRENT-EPOCH CURRENT-ASSIGNMENT TARGET-EPOCH TARGET-ASSIGNMENT (Kafka 4, KIP-1099)
+    --state    GROUP COORDINATOR (ID) ASSIGNMENT-STRATEGY STATE #MEMBERS; for a consumer-protocol
+               group with --verbose also GROUP-EPOCH TARGET-ASSIGNMENT-EPOCH before #MEMBERS
     --list --state   GROUP STATE, filtered by state names (case-insensitive, comma-separated)
 and the notes on stderr per group: "Consumer group 'g' has no active members." (Empty), "Warning:
 Consumer group 'g' is rebalancing.", "Error: Consumer group 'g' does not exist." (Dead).
 
 Invariants: a group that does not exist is reported and skipped, the others are still shown, and
 the exit code is 1; the columns are padded as Kafka pads them (including trailing padding where
-Kafka's format ends with a padded column). Everything goes through a `Backend` (backends.py).
+Kafka's format ends with a padded column). A classic group prints as Kafka 3.x prints it whatever
+--verbose says; a consumer-protocol group (the backend's `GroupInfo.group_type == "consumer"`,
+from ConsumerGroupDescribe) has the same tables, its state (Stable, Reconciling, Assigning, Empty)
+and the server assignor (e.g. "uniform") as ASSIGNMENT-STRATEGY. Everything goes through a
+`Backend` (backends.py).
 """
 
 from __future__ import annotations
@@ -153,11 +159,26 @@ def _describe_members(be: Backend, group: str, verbose: bool) -> bool:
         # Kafka's format ends with "%-15s " (the padded #PARTITIONS and a space), then ASSIGNMENT
         return "".join(f"{str(v):<{wd}} " for wd, v in zip(w, values)) + (tail if verbose else "")
 
-    out = ["", line(names, "ASSIGNMENT")]
+    consumer = info.group_type == "consumer"
+    if consumer:
+        # Kafka 4 (KIP-1099) for a consumer group: the member's epoch and current assignment,
+        # then the target assignment epoch and the member's target assignment
+        cur_w = max(20, *(len(assignment_text(m["assignment"])) for m in members))
+        target_epoch = "-" if info.assignment_epoch is None else info.assignment_epoch
+
+        def tail(m: dict[str, Any] | None) -> str:
+            if m is None:
+                cells = ["CURRENT-EPOCH", "CURRENT-ASSIGNMENT", "TARGET-EPOCH", "TARGET-ASSIGNMENT"]
+            else:
+                cells = [m.get("member_epoch", "-"), assignment_text(m["assignment"]), target_epoch,
+                         assignment_text(m.get("target_assignment") or [])]
+            return _fmt_row([15, cur_w, 15, 0], cells)
+
+    out = ["", line(names, tail(None) if consumer else "ASSIGNMENT")]
     for m in members:
         values = [group, m["member_id"]] + ([m.get("group_instance_id") or ""] if with_instance else [])
         values += [m["client_host"], m["client_id"], len(m["assignment"])]
-        out.append(line(values, assignment_text(m["assignment"])))
+        out.append(line(values, tail(m) if consumer else assignment_text(m["assignment"])))
     print("\n".join(out))
     return False
 
@@ -169,6 +190,15 @@ def _describe_state(be: Backend, group: str, verbose: bool) -> bool:
         return True
     coordinator = "-" if info.coordinator is None else \
         f"{info.coordinator[1]}:{info.coordinator[2]}  ({info.coordinator[0]})"
+    if verbose and info.group_type == "consumer":
+        # Kafka 4 (KIP-1099): a consumer group's epochs with --verbose
+        w = [max(15, len(group)), max(25, len(coordinator)), 20, 20, 15, 25, 0]
+        epochs = ["-" if e is None else e for e in (info.group_epoch, info.assignment_epoch)]
+        print("\n".join(["", _fmt_row(w, ["GROUP", "COORDINATOR (ID)", "ASSIGNMENT-STRATEGY", "STATE", "GROUP-EPOCH",
+                                          "TARGET-ASSIGNMENT-EPOCH", "#MEMBERS"]),
+                         _fmt_row(w, [group, coordinator, info.protocol or "-", info.state, *epochs,
+                                      len(info.members)])]))
+        return False
     w = [max(15, len(group)), max(25, len(coordinator)), 20, 20, 0]
     print("\n".join(["", _fmt_row(w, ["GROUP", "COORDINATOR (ID)", "ASSIGNMENT-STRATEGY", "STATE", "#MEMBERS"]),
                      _fmt_row(w, [group, coordinator, info.protocol or "-", info.state, len(info.members)])]))
