@@ -451,3 +451,36 @@ def test_pattern_subscription_picks_up_new_topic_and_new_partitions(broker, memb
     wait_for(lambda: covers(group, tps("orders-a", 2) + tps("orders-b", 2)), 30, "orders-b assigned")
     add_partitions(broker.bootstrap, "orders-b", 4)
     wait_for(lambda: covers(group, tps("orders-a", 2) + tps("orders-b", 4)), 30, "orders-b's new partitions assigned")
+
+
+def test_commit_from_outside_the_group_while_it_completes_a_rebalance_is_unknown_member(tmp_path):
+    """The same rule as the slow test above, on the coordinator directly (no client timing): a
+    group whose leader joined but has not synced is in CompletingRebalance, and a commit naming no
+    member gets UNKNOWN_MEMBER_ID (Kafka checks the member before the state), not the retriable
+    REBALANCE_IN_PROGRESS."""
+    import asyncio
+
+    import logstore
+    from broker.coordinator import CoordinatorConfig, GroupCoordinator, errors as E
+    from broker.coordinator import OffsetAndMetadata
+
+    async def main() -> None:
+        store = logstore.open(str(tmp_path / "data"), background=False)
+        store.create_topic("t", 1)
+        c = GroupCoordinator(store, CoordinatorConfig(offsets_topic_num_partitions=1,
+                                                      group_initial_rebalance_delay_ms=0,
+                                                      group_min_session_timeout_ms=10))
+        await c.start()
+        try:
+            r = await c.join("g", "", session_timeout_ms=5000, rebalance_timeout_ms=5000, protocol_type="consumer",
+                             protocols=[("range", b"\x00\x00\x00\x00\x00\x00")], client_id="c",
+                             client_host="/127.0.0.1", require_known_member_id=False)
+            assert r.error == E.NONE
+            assert c.describe("g").state == "CompletingRebalance"
+            got = await c.commit("g", -1, "", {("t", 0): OffsetAndMetadata(3)})
+            assert got == {("t", 0): E.UNKNOWN_MEMBER_ID}
+        finally:
+            await c.stop()
+            store.close()
+
+    asyncio.run(main())
