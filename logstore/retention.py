@@ -1,14 +1,20 @@
 """Retention: deleting whole old segments of a partition (Apache Kafka's deleteOldSegments).
 
-Three rules, applied in this order to the sealed segments from the oldest on; each deletes a
-prefix of them and never the active segment:
-- start offset (every cleanup policy): a segment whose every offset is below the log start
+Three rules, applied in this order to the segments from the oldest on; together they delete a
+prefix of the log:
+- start offset (every cleanup policy): a sealed segment whose every offset is below the log start
   offset (moved by delete-records) goes;
 - time (`cleanup.policy` has `delete`, `retention.ms` >= 0): a segment goes when
   now - its largest record timestamp > `retention.ms` (its file's mtime if it has no timestamp);
   the first segment too young stops the rule, as in Kafka;
 - size (`delete` policy, `retention.bytes` >= 0): the oldest segments go while the partition
   would still hold at least `retention.bytes` without them.
+
+The time and size rules include the active segment when it holds data, as Kafka's
+`deletableSegments` does: a quiet topic's records expire after `retention.ms` even when
+`segment.ms` has not rolled their segment. Deleting the active segment rolls it first (the log
+then has one empty segment at the log end offset, which becomes the log start offset); an empty
+active segment is never deleted.
 
 Deleted segments leave the segment table at once (`Log.delete_segments`), their files are renamed
 `.deleted` and removed after `file.delete.delay.ms`, so a reader already holding one finishes
@@ -67,12 +73,16 @@ def largest_timestamp(seg: LogSegment) -> int:
 
 def retention_victims(log: Log, now_ms: int) -> tuple[list[LogSegment], list[LogSegment], list[LogSegment]]:
     """The segments retention would delete now: (below the start offset, too old, over size).
-    Sealed segments only, a prefix of the log, each segment in at most one list."""
+    A prefix of the log, each segment in at most one list; the start-offset rule names sealed
+    segments only, the others also the active segment when it is not empty."""
     cfg = log.config
     with log.lock:
-        sealed = list(log.segments.values())[:-1]
+        segs = list(log.segments.values())
         lso = log.log_start_offset
         total = log.size
+    sealed = segs[:-1]
+    if segs and segs[-1].size == 0:
+        segs = sealed  # an empty active segment stays whatever the rules say (Kafka's too)
     by_start: list[LogSegment] = []
     i = 0
     while i < len(sealed) and sealed[i].next_offset <= lso:
@@ -83,15 +93,15 @@ def retention_victims(log: Log, now_ms: int) -> tuple[list[LogSegment], list[Log
     by_size: list[LogSegment] = []
     if cfg.delete:
         if cfg.retention_ms >= 0:
-            while i < len(sealed) and now_ms - largest_timestamp(sealed[i]) > cfg.retention_ms:
-                by_time.append(sealed[i])
-                remaining -= sealed[i].size
+            while i < len(segs) and now_ms - largest_timestamp(segs[i]) > cfg.retention_ms:
+                by_time.append(segs[i])
+                remaining -= segs[i].size
                 i += 1
         if cfg.retention_bytes >= 0:
             diff = remaining - cfg.retention_bytes
-            while i < len(sealed) and diff - sealed[i].size >= 0:
-                by_size.append(sealed[i])
-                diff -= sealed[i].size
+            while i < len(segs) and diff - segs[i].size >= 0:
+                by_size.append(segs[i])
+                diff -= segs[i].size
                 i += 1
     return by_start, by_time, by_size
 
@@ -107,9 +117,11 @@ def apply_retention(log: Log, now_ms: int | None = None, result: RetentionResult
     if not victims:
         return res
     with log.lock:
-        # the table may have changed since we looked (a cleaner swap, a truncation): delete only
-        # segments still there, still a prefix, never the active one
-        current = list(log.segments.values())[:-1]
+        if log.closed:
+            return res
+        # the table may have changed since we looked (a cleaner swap, a truncation, appends to the
+        # active segment): delete only segments still there and still a prefix
+        current = list(log.segments.values())
         ok = []
         for want, have in zip(victims, current):
             if want is not have:
@@ -119,6 +131,10 @@ def apply_retention(log: Log, now_ms: int | None = None, result: RetentionResult
             return res
         before = log.log_start_offset
         size = sum(s.size for s in ok)
+        if ok[-1] is current[-1]:
+            # the active segment expired: roll, so that the log keeps an (empty) active segment
+            # at its end offset, then delete it with the rest
+            log.roll()
         log.delete_segments(ok)
         after = log.log_start_offset
     n = len(ok)

@@ -1,4 +1,5 @@
-"""Retention (logstore/retention.py) and delete-records: whole segments, never the active one."""
+"""Retention (logstore/retention.py) and delete-records: whole segments, the active one only when it
+expired (rolled first, as Kafka does)."""
 
 from __future__ import annotations
 
@@ -55,17 +56,69 @@ def test_time_retention_deletes_old_segments_by_their_largest_timestamp(tmp_path
         assert s.partition("t", 0).log_start_offset == lso
 
 
-def test_time_retention_never_deletes_the_active_segment(tmp_path):
-    with logstore.open(tmp_path / "d", background=False) as s:
-        s.create_topic("t", 1, {"segment.bytes": "1000", "retention.ms": "1000"})
+def test_time_retention_deletes_an_expired_active_segment_by_rolling_it_first(tmp_path):
+    """Kafka's deletableSegments includes the active segment when it holds data: a quiet topic's
+    records expire after retention.ms though segment.ms never rolled their segment."""
+    d = tmp_path / "d"
+    with logstore.open(d, background=False) as s:
+        s.create_topic("t", 1, {"segment.bytes": "1000000", "retention.ms": "1000",
+                                "file.delete.delay.ms": "0"})
         lg = s.partition("t", 0)
         fill(lg, 40, NOW - 10 * HOUR)
         active = lg.active_segment
-        assert active.size > 0
-        s.run_retention(now_ms=NOW)
-        assert list(lg.segments.values()) == [active]
-        assert lg.log_start_offset == active.base_offset
-        assert len(read_all(lg)) == lg.log_end_offset - active.base_offset
+        assert len(lg.segments) == 1 and active.size > 0
+        res = s.run_retention(now_ms=NOW)
+        assert res.by_time == 1 and res.bytes_deleted == active.size
+        assert active not in list(lg.segments.values())
+        assert len(lg.segments) == 1 and lg.active_segment.size == 0
+        assert lg.log_start_offset == lg.log_end_offset == 40 == lg.active_segment.base_offset
+        assert read_all(lg) == [] and lg.read(40) == []
+        with pytest.raises(OffsetOutOfRangeError, match="out of range"):
+            lg.read(0)
+        assert start_checkpoint(d) == {("t", 0): 40}
+        assert sorted(os.listdir(lg.dir)) == sorted(
+            n for n in os.listdir(lg.dir) if not n.startswith("00000000000000000000."))
+        # the empty active segment is never deleted, however often retention runs
+        assert s.run_retention(now_ms=NOW + HOUR).segments_deleted == 0
+        assert lg.append([(None, b"after")]) == 40  # offsets go on from the old log end
+        assert [r.value for r in read_all(lg)] == [b"after"]
+    with logstore.open(d, background=False) as s:
+        lg = s.partition("t", 0)
+        assert (lg.log_start_offset, lg.log_end_offset) == (40, 41)
+        assert [r.value for r in read_all(lg)] == [b"after"]
+
+
+def test_time_retention_keeps_a_young_active_segment_and_takes_the_old_ones_before_it(tmp_path):
+    with logstore.open(tmp_path / "d", background=False) as s:
+        s.create_topic("t", 1, {"segment.bytes": "1000", "retention.ms": str(HOUR)})
+        lg = s.partition("t", 0)
+        fill(lg, 40, NOW - 10 * HOUR)
+        fill(lg, 3, NOW)  # young: the active segment holds one of these at least
+        active = lg.active_segment
+        old = [x for x in lg.segments.values() if x.max_timestamp < NOW - HOUR]
+        assert active not in old and len(old) > 0
+        res = s.run_retention(now_ms=NOW)
+        assert res.by_time == len(old)
+        assert lg.active_segment is active and active in list(lg.segments.values())
+        assert [r.timestamp for r in read_all(lg)][-3:] == [NOW] * 3
+        assert lg.log_end_offset == 43
+
+
+def test_size_retention_counts_the_active_segment(tmp_path):
+    """Kafka's rule: a segment goes while the log would still hold retention.bytes without it.
+    So the active segment goes only with retention.bytes=0; with any more it is what remains."""
+    with logstore.open(tmp_path / "d", background=False) as s:
+        s.create_topic("t", 1, {"segment.bytes": "100000", "retention.bytes": "10"})
+        lg = s.partition("t", 0)
+        fill(lg, 5, NOW)
+        assert s.run_retention(now_ms=NOW).segments_deleted == 0
+        s.alter_topic_config("t", {"retention.bytes": "0"})
+        res = s.run_retention(now_ms=NOW)
+        assert res.by_size == 1 and lg.log_start_offset == lg.log_end_offset == 5
+        fill(lg, 5, NOW)
+        s.alter_topic_config("t", {"retention.bytes": "100000"})
+        assert s.run_retention(now_ms=NOW).segments_deleted == 0
+        assert [r.offset for r in read_all(lg)] == [5, 6, 7, 8, 9]
 
 
 def test_time_retention_stops_at_the_first_young_segment(tmp_path):
@@ -117,7 +170,7 @@ def test_config_change_applies_without_restart(tmp_path):
         assert s.run_retention(now_ms=NOW).segments_deleted == 0  # 7 days by default
         n = len(lg.segments)
         s.alter_topic_config("t", {"retention.ms": str(HOUR)})
-        assert s.run_retention(now_ms=NOW).by_time == n - 1 > 0
+        assert s.run_retention(now_ms=NOW).by_time == n > 1  # the active segment too (rolled)
         assert len(lg.segments) == 1
 
 
