@@ -16,14 +16,13 @@ import pytest
 from broker.server import BrokerThread
 from logstore.records import build_batch, decode_batches
 
+from .broker_helpers import module_broker
 from .test_server import RawClient, req
 
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
-    d = tmp_path_factory.mktemp("apis")
-    with BrokerThread({"listeners": "PLAINTEXT://127.0.0.1:0", "log.dirs": str(d / "data"),
-                       "offsets.topic.num.partitions": "1", "num.partitions": "3"}) as b:
+    with module_broker(tmp_path_factory, "apis", {"num.partitions": "3"}) as b:
         yield b
 
 

@@ -19,21 +19,20 @@ what the consumers consumed), never a fixed sleep.
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from typing import Callable
 
 import pytest
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
-from confluent_kafka import Consumer  # noqa: E402
 
 from broker.admin_client import AdminClient  # noqa: E402
 from broker.cli import main  # noqa: E402
 from broker.cli.backends import GroupInfo, NetBackend  # noqa: E402
 from broker.pytest_plugin import start_broker  # noqa: E402
 from logstore.records import build_batch  # noqa: E402
+from tests.compat import group_helpers  # noqa: E402
+from tests.compat.group_helpers import ConsumerThread, consumer_conf  # noqa: E402
 
 PROPS = {
     "offsets.topic.num.partitions": "1",
@@ -53,12 +52,7 @@ def broker(tmp_path_factory):
 
 
 def wait_for(cond: Callable[[], bool], what: str, timeout: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+    group_helpers.wait_for(cond, timeout, what, hold=0, interval=0.1)
 
 
 def cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -85,48 +79,20 @@ def group_info(bootstrap: str, group: str) -> GroupInfo:
         be.close()
 
 
-class Member:
+class Member(ConsumerThread):
     """A confluent-kafka consumer (group.protocol=consumer) polled by its own thread; keeps its
     position per partition and commits its positions when asked."""
 
     def __init__(self, bootstrap: str, group: str, topic: str, client_id: str):
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "group.protocol": "consumer",
-                                  "client.id": client_id, "auto.offset.reset": "earliest",
-                                  "enable.auto.commit": False, "log_level": 3})
-        self.consumer.subscribe([topic])
-        self.assignment: frozenset[tuple[str, int]] = frozenset()
         self.position: dict[tuple[str, int], int] = {}  # next offset to consume, by partition
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._commit = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        super().__init__(consumer_conf(bootstrap, group, **{"client.id": client_id}), [topic], wait_interval=0.1)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            m = self.consumer.poll(0.05)
-            if m is not None:
-                if m.error():
-                    self.errors.append(str(m.error()))
-                else:
-                    self.position[(m.topic(), m.partition())] = m.offset() + 1
-            if self._commit.is_set():
-                try:
-                    self.consumer.commit(asynchronous=False)
-                except Exception as e:  # noqa: BLE001 -- reported by commit()
-                    self.errors.append(f"commit: {e}")
-                self._commit.clear()
-            self.assignment = frozenset((tp.topic, tp.partition) for tp in self.consumer.assignment())
+    def on_message(self, m) -> None:
+        self.position[(m.topic(), m.partition())] = m.offset() + 1
 
     def commit(self) -> None:
-        self._commit.set()
-        wait_for(lambda: not self._commit.is_set(), "the commit")
+        super().commit(DEADLINE_S)
         assert not [e for e in self.errors if e.startswith("commit")], self.errors
-
-    def close(self) -> None:
-        self._stop.set()
-        self.thread.join(10)
-        self.consumer.close()
 
 
 def stable_group(bootstrap: str, group: str, topic: str, n: int = 2) -> tuple[list[Member], GroupInfo]:

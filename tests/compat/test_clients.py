@@ -18,11 +18,13 @@ import shutil
 import subprocess
 import threading
 import time
-import uuid
 
 import pytest
 
 from broker.server import BrokerThread
+
+from tests.broker_helpers import module_broker
+from tests.broker_helpers import unique_topic as _topic
 
 COMPRESSIONS = ["none", "gzip", "snappy", "lz4", "zstd"]
 PER_CODEC = 12
@@ -30,14 +32,8 @@ PER_CODEC = 12
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
-    d = tmp_path_factory.mktemp("compat")
-    with BrokerThread({"listeners": "PLAINTEXT://127.0.0.1:0", "log.dirs": str(d / "data"),
-                       "offsets.topic.num.partitions": "1", "group.initial.rebalance.delay.ms": "0"}) as b:
+    with module_broker(tmp_path_factory, "compat", {"group.initial.rebalance.delay.ms": "0"}) as b:
         yield b
-
-
-def _topic(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def _records(base_ts: int) -> list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]], int]]:

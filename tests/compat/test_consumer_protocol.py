@@ -28,15 +28,12 @@ from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic  # noqa: 
 
 from broker.admin_client.connection import Connection, code_of  # noqa: E402
 from broker.pytest_plugin import BrokerProcess, start_broker  # noqa: E402
+from tests.compat import group_helpers  # noqa: E402
+from tests.compat.group_helpers import FAST_REBALANCE, ConsumerThread, consumer_conf  # noqa: E402
 
 SESSION_MS = 3000
-PROPS = {
-    "offsets.topic.num.partitions": "3",
-    "group.initial.rebalance.delay.ms": "0",
-    "group.min.session.timeout.ms": "1000",
-    "group.consumer.heartbeat.interval.ms": "250",
-    "group.consumer.session.timeout.ms": str(SESSION_MS),
-}
+PROPS = {"offsets.topic.num.partitions": "3", **FAST_REBALANCE,
+         "group.consumer.heartbeat.interval.ms": "250", "group.consumer.session.timeout.ms": str(SESSION_MS)}
 DEADLINE_S = 25.0
 
 
@@ -48,12 +45,7 @@ def broker(tmp_path):
 
 
 def wait_for(cond: Callable[[], bool], what: str, timeout: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+    group_helpers.wait_for(cond, timeout, what, hold=0, interval=0.05)
 
 
 def create_topic(bootstrap: str, name: str, partitions: int) -> None:
@@ -69,58 +61,22 @@ def produce(bootstrap: str, topic: str, per_partition: int, partitions: int, sta
     assert p.flush(20) == 0
 
 
-def conf(bootstrap: str, group: str, **extra) -> dict:
-    c = {"bootstrap.servers": bootstrap, "group.id": group, "group.protocol": "consumer",
-         "auto.offset.reset": "earliest", "enable.auto.commit": False, "log_level": 3}
-    c.update(extra)
-    return c
-
-
-class Member:
+class Member(ConsumerThread):
     """A confluent-kafka consumer polled by its own thread; `assignment` is its latest set of
     (topic, partition), `values` what it consumed."""
 
     def __init__(self, bootstrap: str, group: str, topics: list[str], **extra):
-        self.consumer = Consumer(conf(bootstrap, group, **extra))
-        self.consumer.subscribe(topics)
-        self.assignment: frozenset[tuple[str, int]] = frozenset()
         self.values: list[str] = []
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._commit = threading.Event()
         self._lock = threading.Lock()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        super().__init__(consumer_conf(bootstrap, group, **extra), topics, wait_interval=0.05)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            m = self.consumer.poll(0.05)
-            if m is not None:
-                if m.error():
-                    self.errors.append(str(m.error()))
-                else:
-                    with self._lock:
-                        self.values.append(m.value().decode())
-            if self._commit.is_set():
-                try:
-                    self.consumer.commit(asynchronous=False)
-                except Exception as e:  # nothing consumed yet, etc.
-                    self.errors.append(f"commit: {e}")
-                self._commit.clear()
-            self.assignment = frozenset((tp.topic, tp.partition) for tp in self.consumer.assignment())
-
-    def commit(self, timeout: float = DEADLINE_S) -> None:
-        self._commit.set()
-        wait_for(lambda: not self._commit.is_set(), "the commit")
+    def on_message(self, m) -> None:
+        with self._lock:
+            self.values.append(m.value().decode())
 
     def consumed(self) -> list[str]:
         with self._lock:
             return list(self.values)
-
-    def close(self) -> None:
-        self._stop.set()
-        self.thread.join(10)
-        self.consumer.close()
 
 
 def settled(members: list[Member], expected: set[tuple[str, int]]) -> bool:

@@ -8,14 +8,8 @@ rebalances take about a second; members use session.timeout.ms=3000.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -23,27 +17,16 @@ confluent_kafka = pytest.importorskip("confluent_kafka")
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
-from broker.pytest_plugin import BrokerProcess, start_broker  # noqa: E402
+from tests.compat.group_helpers import (  # noqa: E402
+    MemberProcess, commit_each, covers, running_broker, start, wait_for)
 
 SESSION_MS = 3000
 
-BROKER_PROPS = {
-    "offsets.topic.num.partitions": "5",
-    "group.initial.rebalance.delay.ms": "0",
-    "group.min.session.timeout.ms": "1000",
-}
 
-
-# -- the broker as a real process (the project's pytest plugin starts `logstore serve`) -------------------
-def start(data_dir: Path) -> BrokerProcess:
-    return start_broker(str(data_dir), overrides=BROKER_PROPS)
-
-
+# -- the broker as a real process (group_helpers.BROKER_PROPS: rebalances take about a second) -----------
 @pytest.fixture
 def broker(tmp_path):
-    b = start(tmp_path / "data")
-    yield b
-    b.stop()
+    yield from running_broker(tmp_path / "data")
 
 
 def create_topic(bootstrap: str, name: str, partitions: int) -> None:
@@ -65,8 +48,14 @@ import json, sys, time
 lib, bootstrap, group, topic, strategy = sys.argv[1:6]
 session = int(sys.argv[6])
 instance = sys.argv[7] if len(sys.argv) > 7 else None
+last = None
 def report(parts):
-    print(json.dumps(sorted(parts)), flush=True)
+    """Print the assignment (its sorted partitions) if it changed since the last time."""
+    global last
+    a = sorted(parts)
+    if a != last:
+        print(json.dumps(a), flush=True)
+        last = a
 if lib == "confluent":
     from confluent_kafka import Consumer
     conf = {"bootstrap.servers": bootstrap, "group.id": group, "session.timeout.ms": session,
@@ -82,12 +71,9 @@ if lib == "confluent":
         else:
             consumer.unassign()
     c.subscribe([topic], on_revoke=revoked)
-    last = None
     while True:
         c.poll(0.1)
-        a = sorted(p.partition for p in c.assignment())
-        if a != last:
-            report(a); last = a
+        report(p.partition for p in c.assignment())
 elif lib == "kafka-python":
     from kafka import KafkaConsumer
     from kafka.coordinator.assignors.range import RangePartitionAssignor
@@ -96,12 +82,9 @@ elif lib == "kafka-python":
     c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, session_timeout_ms=session,
                       heartbeat_interval_ms=300, enable_auto_commit=False, auto_offset_reset="earliest",
                       partition_assignment_strategy=assignors, client_id="member-" + lib)
-    last = None
     while True:
         c.poll(100)
-        a = sorted(p.partition for p in c.assignment())
-        if a != last:
-            report(a); last = a
+        report(p.partition for p in c.assignment())
 else:
     import asyncio
     from aiokafka import AIOKafkaConsumer
@@ -113,69 +96,26 @@ else:
                              heartbeat_interval_ms=300, enable_auto_commit=False, auto_offset_reset="earliest",
                              partition_assignment_strategy=assignors, client_id="member-" + lib)
         await c.start()
-        last = None
         while True:
             await c.getmany(timeout_ms=100)
-            a = sorted(p.partition for p in c.assignment())
-            if a != last:
-                report(a); last = a
+            report(p.partition for p in c.assignment())
     asyncio.run(main())
 '''
 
 
-class Member:
-    """A group member process; `assignment` is its latest, `revocations` counts its rebalances
-    that took partitions away (confluent only)."""
+class Member(MemberProcess):
+    """A group member process; `assignment` is its latest (a list of partitions), `revocations`
+    counts its rebalances that took partitions away (confluent only)."""
 
     def __init__(self, lib: str, bootstrap: str, group: str, topic: str, strategy: str, *,
                  session_ms: int = SESSION_MS, instance: str | None = None):
-        args = [sys.executable, "-c", MEMBER, lib, bootstrap, group, topic, strategy, str(session_ms)]
-        self.proc = subprocess.Popen(args + ([instance] if instance else []), stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True)
-        self.assignment: list[int] | None = None
-        self.revocations = 0
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                got = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(got, dict):
-                self.revocations += 1
-            else:
-                self.assignment = got
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-
-def wait_for(pred, timeout: float, what: str, hold: float = 1.0):
-    """Wait until `pred()` is truthy and stays so for `hold` seconds; returns when it first held."""
-    deadline = time.monotonic() + timeout
-    since = None
-    while time.monotonic() < deadline:
-        if pred():
-            since = since or time.monotonic()
-            if time.monotonic() - since >= hold:
-                return since
-        else:
-            since = None
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        args = [lib, bootstrap, group, topic, strategy, str(session_ms)]
+        super().__init__(MEMBER, args + ([instance] if instance else []), stderr=subprocess.DEVNULL)
 
 
 def partitioned(members: list[Member], n: int, idle: int = 0) -> bool:
     """Every partition owned by exactly one live member; exactly `idle` members own none."""
-    got = [m.assignment for m in members]
-    if any(a is None for a in got):
-        return False
-    flat = [p for a in got for p in a]  # type: ignore[union-attr]
-    return sorted(flat) == list(range(n)) and sum(1 for a in got if not a) == idle
+    return covers(members, list(range(n)), idle)
 
 
 CASES = [("confluent", "range"), ("confluent", "cooperative-sticky"), ("kafka-python", "range"),
@@ -261,12 +201,7 @@ def consume_and_commit(lib: str, bootstrap: str, group: str, topic: str, n: int)
                       "auto.offset.reset": "earliest", "session.timeout.ms": SESSION_MS,
                       "heartbeat.interval.ms": 500})
         c.subscribe([topic])
-        while len(got) < n and time.monotonic() < deadline:
-            msg = c.poll(0.5)
-            if msg is None or msg.error():
-                continue
-            got.append(msg.offset())
-            c.commit(message=msg, asynchronous=False)
+        commit_each(c, got, n, deadline, poll_s=0.5)
         c.close()
     elif lib == "kafka-python":
         from kafka import KafkaConsumer

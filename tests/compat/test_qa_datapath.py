@@ -27,14 +27,14 @@ import multiprocessing
 import shutil
 import subprocess
 import time
-import uuid
 
 import pytest
 
 from broker.pytest_plugin import start_broker
-from broker.server import BrokerThread
 from logstore.records import build_batch
 
+from tests.broker_helpers import module_broker
+from tests.broker_helpers import unique_topic as _topic
 from tests.test_server import RawClient, req
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
@@ -42,14 +42,8 @@ CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
-    d = tmp_path_factory.mktemp("qa-datapath")
-    with BrokerThread({"listeners": "PLAINTEXT://127.0.0.1:0", "log.dirs": str(d / "data"),
-                       "offsets.topic.num.partitions": "1", "group.initial.rebalance.delay.ms": "0"}) as b:
+    with module_broker(tmp_path_factory, "qa-datapath", {"group.initial.rebalance.delay.ms": "0"}) as b:
         yield b
-
-
-def _topic(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def _raw_produce(c: RawClient, topic: str, data: bytes, partition: int = 0, version: int = 9):
@@ -81,6 +75,23 @@ def _ck_consume(bs: str, assignments: list[tuple[str, int, int]], n: int, timeou
         c.close()
 
 
+def _assign(c, tps: list, start: int | None) -> list:
+    """Assign `tps` to the kafka-python or aiokafka consumer `c`, each at offset `start`; returns
+    the partitions left to seek to the beginning (all of them when `start` is None)."""
+    c.assign(tps)
+    if start is None:
+        return tps
+    for tp in tps:
+        c.seek(tp, start)
+    return []
+
+
+def _rows(batches: dict) -> list:
+    """A kafka-python or aiokafka poll's records as (partition, offset, key, value, headers, ts, ts type)."""
+    return [(tp.partition, m.offset, m.key, m.value, list(m.headers), m.timestamp, m.timestamp_type)
+            for tp, msgs in sorted(batches.items()) for m in msgs]
+
+
 def _kp_consume(bs: str, topic: str, partitions: list[int], start: int | None, n: int, timeout: float = 20.0,
                 **conf) -> list:
     """kafka-python: (partition, offset, key, value, headers, ts, ts type); an exception is appended
@@ -88,13 +99,8 @@ def _kp_consume(bs: str, topic: str, partitions: list[int], start: int | None, n
     from kafka import KafkaConsumer, TopicPartition
     c = KafkaConsumer(bootstrap_servers=bs, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100, **conf)
     try:
-        tps = [TopicPartition(topic, p) for p in partitions]
-        c.assign(tps)
-        for tp in tps:
-            if start is None:
-                c.seek_to_beginning(tp)
-            else:
-                c.seek(tp, start)
+        for tp in _assign(c, [TopicPartition(topic, p) for p in partitions], start):
+            c.seek_to_beginning(tp)
         got: list = []
         deadline = time.monotonic() + timeout
         while len(got) < n and time.monotonic() < deadline:
@@ -103,9 +109,7 @@ def _kp_consume(bs: str, topic: str, partitions: list[int], start: int | None, n
             except Exception as e:  # noqa: BLE001 (auto_offset_reset="none" raises from poll)
                 got.append(("error", type(e).__name__))
                 break
-            for tp, msgs in sorted(batches.items()):
-                got += [(tp.partition, m.offset, m.key, m.value, list(m.headers), m.timestamp, m.timestamp_type)
-                        for m in msgs]
+            got += _rows(batches)
         return got
     finally:
         c.close()
@@ -119,13 +123,8 @@ def _aio_consume(bs: str, topic: str, partitions: list[int], start: int | None, 
         c = AIOKafkaConsumer(bootstrap_servers=bs, enable_auto_commit=False, fetch_max_wait_ms=100, **conf)
         await c.start()
         try:
-            tps = [TopicPartition(topic, p) for p in partitions]
-            c.assign(tps)
-            for tp in tps:
-                if start is None:
-                    await c.seek_to_beginning(tp)
-                else:
-                    c.seek(tp, start)
+            for tp in _assign(c, [TopicPartition(topic, p) for p in partitions], start):
+                await c.seek_to_beginning(tp)
             got: list = []
             deadline = time.monotonic() + timeout
             while len(got) < n and time.monotonic() < deadline:
@@ -134,9 +133,7 @@ def _aio_consume(bs: str, topic: str, partitions: list[int], start: int | None, 
                 except Exception as e:  # noqa: BLE001
                     got.append(("error", type(e).__name__))
                     break
-                for tp, msgs in sorted(batches.items()):
-                    got += [(tp.partition, m.offset, m.key, m.value, list(m.headers), m.timestamp,
-                             m.timestamp_type) for m in msgs]
+                got += _rows(batches)
             return got
         finally:
             await c.stop()

@@ -19,11 +19,8 @@ group.initial.rebalance.delay.ms=0 and group.min.session.timeout.ms=1000.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -33,24 +30,13 @@ confluent_kafka = pytest.importorskip("confluent_kafka")
 pytest.importorskip("kafka")
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic  # noqa: E402
 
-from broker.pytest_plugin import BrokerProcess, start_broker  # noqa: E402
-
-BROKER_PROPS = {
-    "offsets.topic.num.partitions": "5",
-    "group.initial.rebalance.delay.ms": "0",
-    "group.min.session.timeout.ms": "1000",
-}
-
-
-def start(data_dir: Path, **kw) -> BrokerProcess:
-    return start_broker(str(data_dir), overrides=BROKER_PROPS, **kw)
+from tests.compat.group_helpers import (  # noqa: E402
+    MemberProcess, commit_each, covers, running_broker, start, wait_for)
 
 
 @pytest.fixture
 def broker(tmp_path):
-    b = start(tmp_path / "data")
-    yield b
-    b.stop()
+    yield from running_broker(tmp_path / "data")
 
 
 def admin(bootstrap: str) -> AdminClient:
@@ -86,6 +72,14 @@ def say(x):
     print(json.dumps(x), flush=True)
 def parts(assignment):
     return sorted(f"{p.topic}:{p.partition}" for p in assignment)
+last = None
+def report(assignment):
+    """Say the assignment if it changed since the last time."""
+    global last
+    a = parts(assignment)
+    if a != last:
+        say(a)
+        last = a
 if lib == "confluent":
     from confluent_kafka import Consumer
     conf = {"bootstrap.servers": bootstrap, "group.id": group, "session.timeout.ms": session,
@@ -102,12 +96,9 @@ if lib == "confluent":
         else:
             consumer.unassign()
     c.subscribe([pattern] if pattern else topics, on_revoke=revoked)
-    last = None
     while not STOP:
         c.poll(0.1)
-        a = parts(c.assignment())
-        if a != last:
-            say(a); last = a
+        report(c.assignment())
     c.close()
 elif lib == "kafka-python":
     from kafka import ConsumerRebalanceListener, KafkaConsumer
@@ -137,12 +128,9 @@ elif lib == "kafka-python":
         kw["group_instance_id"] = instance
     c = KafkaConsumer(**kw)
     c.subscribe(topics, listener=Listener())
-    last = None
     while not STOP:
         c.poll(100)
-        a = parts(c.assignment())
-        if a != last:
-            say(a); last = a
+        report(c.assignment())
     c.close()
 else:
     import asyncio
@@ -167,21 +155,18 @@ else:
         else:
             c.subscribe(topics, listener=Listener())
         await c.start()
-        last = None
         while not STOP:
             await c.getmany(timeout_ms=100)
-            a = parts(c.assignment())
-            if a != last:
-                say(a); last = a
+            report(c.assignment())
         await c.stop()
     asyncio.run(main())
 '''
 
 
-class Member:
-    """A group member process. `assignment` is its latest; `revocations` counts the calls of its
-    revocation listener; `assignings` the slow assignments it started as leader;
-    `log` is its stderr (client logs)."""
+class Member(MemberProcess):
+    """A group member process. `assignment` is its latest (a list of "topic:partition");
+    `revocations` counts the calls of its revocation listener; `assignings` the slow assignments
+    it started as leader; `log` is its stderr (client logs)."""
 
     def __init__(self, tmp_path: Path, lib: str, bootstrap: str, group: str, *, topics: list[str] | None = None,
                  pattern: str | None = None, strategy: str = "range", session_ms: int = 6000,
@@ -190,27 +175,7 @@ class Member:
                     session=session_ms, instance=instance, slow_assign_s=slow_assign_s)
         self.err_path = tmp_path / f"member-{time.monotonic_ns()}.log"
         with open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen([sys.executable, "-c", MEMBER, json.dumps(opts)], stdout=subprocess.PIPE,
-                                         stderr=err, text=True)
-        self.assignment: list[str] | None = None
-        self.revocations = 0
-        self.assignings = 0
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                got = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(got, dict):
-                if "revoked" in got:
-                    self.revocations += 1
-                elif "assigning" in got:
-                    self.assignings += 1
-            else:
-                self.assignment = got
+            super().__init__(MEMBER, [json.dumps(opts)], stderr=err)
 
     def log(self) -> str:
         return self.err_path.read_text(errors="replace")
@@ -224,11 +189,6 @@ class Member:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
 
 @pytest.fixture
 def members():
@@ -238,32 +198,8 @@ def members():
         m.kill()
 
 
-def wait_for(pred, timeout: float, what: str, hold: float = 1.0) -> float:
-    """Wait until `pred()` is truthy and stays so for `hold` seconds; returns when it first held."""
-    deadline = time.monotonic() + timeout
-    since = None
-    while time.monotonic() < deadline:
-        if pred():
-            since = since or time.monotonic()
-            if time.monotonic() - since >= hold:
-                return since
-        else:
-            since = None
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def tps(topic: str, n: int, start: int = 0) -> list[str]:
     return [f"{topic}:{i}" for i in range(start, n)]
-
-
-def covers(members: list[Member], parts: list[str], idle: int = 0) -> bool:
-    """Every partition of `parts` owned by exactly one member; exactly `idle` members own none."""
-    got = [m.assignment for m in members]
-    if any(a is None for a in got):
-        return False
-    flat = [p for a in got for p in a]  # type: ignore[union-attr]
-    return sorted(flat) == sorted(parts) and sum(1 for a in got if not a) == idle
 
 
 # -- static membership -----------------------------------------------------------------------------
@@ -399,13 +335,7 @@ def test_member_commits_survive_broker_kill_and_the_group_carries_on(tmp_path):
         c.subscribe(["d"])
 
         def consume(n: int, got: list[int]) -> None:
-            deadline = time.monotonic() + 20
-            while len(got) < n and time.monotonic() < deadline:
-                msg = c.poll(0.2)
-                if msg is None or msg.error():
-                    continue
-                got.append(msg.offset())
-                c.commit(message=msg, asynchronous=False)
+            commit_each(c, got, n, time.monotonic() + 20, poll_s=0.2)
 
         got: list[int] = []
         consume(10, got)
