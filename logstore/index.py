@@ -45,6 +45,7 @@ class _MappedIndex:
     dtype: np.dtype
     key: str
     key_native: np.dtype
+    zero_first_is_fill = False  # whether an all-zero first slot can only be preallocation
 
     def __init__(self, path: str, base_offset: int, max_bytes: int, *, writable: bool):
         self.path = path
@@ -90,6 +91,9 @@ class _MappedIndex:
 
     def _valid_prefix(self, n: int) -> int:
         keys = np.asarray(self._mm[self.key][:n])
+        if self.zero_first_is_fill and not np.asarray(self._mm[:1]).tobytes().strip(b"\0"):
+            # an all-zero first slot is preallocation a crash left untrimmed, not an entry
+            return 0
         if n > 1:
             # both indexes only ever append strictly increasing keys (see `append`)
             d = np.diff(keys.astype(np.int64))
@@ -192,6 +196,10 @@ class OffsetIndex(_MappedIndex):
     dtype = OFFSET_ENTRY
     key = "off"
     key_native = np.dtype(np.uint32)
+    # no entry points at position 0 (the first batch is never indexed: LogSegment._index_batch),
+    # so (0, 0) first is what a crash before the first entry leaves in a preallocated file; read
+    # as an entry it sent lookups to the first batch as if it ended at the base offset
+    zero_first_is_fill = True
 
     def append(self, offset: int, position: int) -> None:
         """Add an entry; `offset` must exceed the last one. O(1)."""
@@ -243,6 +251,8 @@ class OffsetIndex(_MappedIndex):
         """None when consistent, else what is wrong (positions past the log or not increasing)."""
         n = self.entries
         if n == 0:
+            if self._on_disk_entries() and not self.writable:
+                return f"offset index {self.path} has a corrupt first entry"
             return None
         pos = np.asarray(self._mm["pos"][:n]).astype(np.int64)  # type: ignore[index]
         if pos[-1] >= log_size or (n > 1 and np.any(np.diff(pos) <= 0)):

@@ -8,6 +8,7 @@ import os
 import time
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -105,6 +106,29 @@ def test_crash_leftover_preallocated_zeros_are_not_entries(tmp_path):
     t.append(9, 4)
     t.close()
     assert TimeIndex(tpath, 0, 12 * 100, writable=True).entries == 2
+
+
+def test_a_crash_leftover_offset_index_with_no_entry_has_none(tmp_path):
+    """A kill before the first entry leaves an active offset index all zeros: that first zero
+    slot is not an entry (relative offset 0 at position 0, which made a sealed segment's index
+    "not point at its batch" after a later clean shutdown: the power-loss campaign, seed 103)."""
+    cls, size = OffsetIndex, 8
+    path = str(tmp_path / "0.idx")
+    idx = cls(path, 100, size * 50, writable=True)
+    assert idx.entries == 0
+    idx.close()  # no trim
+    assert os.path.getsize(path) == size * 50
+    for writable in (True, False):
+        again = cls(path, 100, size * 50, writable=writable)
+        assert again.entries == 0
+        assert again.lookup(150) == (100, 0) and again.last_entry() == (100, 0)
+        again.close()
+    # and a trimmed file holding only that slot (what the trim at a later close kept) reads as
+    # an index with no entry whose file disagrees with it: check() sends it to be rebuilt
+    with open(path, "r+b") as f:
+        f.truncate(size)
+    ro = cls(path, 100, size * 50, writable=False)
+    assert ro.entries == 0 and "corrupt first entry" in ro.check(1000)
 
 
 def test_truncated_then_appended_index_does_not_resurrect_stale_entries(tmp_path):
