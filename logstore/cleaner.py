@@ -39,12 +39,16 @@ first cleaning see the delete.
 
 Kept batches: untouched batches are copied byte for byte. A batch that loses records is rebuilt
 with the same offsets (cleaner_batches.batch_bytes); maxTimestamp is that of the kept records.
-A batch that loses every record is dropped, except the last batch of a group, which stays as an
-empty batch (recordCount 0): a cleaned segment therefore always ends at the offset its group
-ended, which is what lets recovery tell, from the `.swap` file alone, which old segments it
-replaces (`Log._complete_swap`). Control batches are kept. (Kafka also keeps, empty, the batch
-holding each idempotent producer's last sequence; doing so here broke the power-loss campaign's
-index checks and was taken out: see the note of 2026-11-27.)
+A batch that loses every record is dropped, except
+- the last batch of a group, which stays as an empty batch (recordCount 0): a cleaned segment
+  therefore always ends at the offset its group ended, which is what lets recovery tell, from
+  the `.swap` file alone, which old segments it replaces (`Log._complete_swap`);
+- the batch holding an idempotent producer's last sequence (the newest batch of a producer id
+  in the partition's producer state), kept as an empty batch as Kafka keeps it
+  (Cleaner: isBatchLastRecordOfProducer, RETAIN_EMPTY): producer state rebuilt from the log
+  after a crash (a snapshot older than that batch plus a header replay) still holds that
+  sequence, so a retry of the batch stays a duplicate rather than being stored again.
+Control batches are kept.
 
 Memory of a cleaning = the map (fixed, `log.cleaner.dedupe.buffer.size`) + one read chunk
 (`IO_CHUNK`), its decoded arrays and the write buffer; it does not grow with the number of keys
@@ -390,11 +394,12 @@ class LogCleaner:
         segs = [s for s in _sealed(log) if s.base_offset < end]
         st.segments_before = len(segs)
         horizon_min: int | None = None
+        producers = _last_offsets_of_producers(log)
         for group in self._groups(log, segs):
             self._check_stop()
             if not any(s.size for s in group):
                 continue
-            cleaned, h = self._clean_group(log, group, m, end, now_ms, st)
+            cleaned, h = self._clean_group(log, group, m, end, now_ms, st, producers)
             if h is not None:
                 horizon_min = h if horizon_min is None else min(horizon_min, h)
             self._step(f"cleaned:{group[0].base_offset}")
@@ -499,7 +504,7 @@ class LogCleaner:
         return groups
 
     def _clean_group(self, log: Log, group: list[LogSegment], m: OffsetMap, end: int, now_ms: int,
-                     st: CleanerStats) -> tuple[LogSegment, int | None]:
+                     st: CleanerStats, producers: dict[int, int] | None = None) -> tuple[LogSegment, int | None]:
         cfg = log.config
         base = group[0].base_offset
         stem = os.path.join(log.dir, f"{base:020d}")
@@ -522,7 +527,8 @@ class LogCleaner:
                     self._check_stop()
                     st.bytes_read += len(chunk)
                     last_h = batches[-1][1]
-                    h_pending = self._filter_chunk(chunk, batches, at, seg, m, latest, now_ms, horizon, w, st)
+                    h_pending = self._filter_chunk(chunk, batches, at, seg, m, latest, now_ms, horizon, w, st,
+                                                   producers or {})
                     if h_pending is not None:
                         pending = h_pending if pending is None else min(pending, h_pending)
             if last_h is not None and w.last_offset < last_h.last_offset:
@@ -541,9 +547,11 @@ class LogCleaner:
 
     def _filter_chunk(self, chunk: bytes, batches: list[tuple[int, R.BatchHeader]], at: int, seg: LogSegment,
                       m: OffsetMap, latest: int, now_ms: int, horizon: int, w: BatchWriter,
-                      st: CleanerStats) -> int | None:
+                      st: CleanerStats, producers: dict[int, int] | None = None) -> int | None:
         """Write the kept part of each batch of one chunk; returns the earliest delete horizon of
-        the tombstones kept, if any."""
+        the tombstones kept, if any. `producers`: producer id → last offset of its newest batch
+        (that batch stays, empty if it keeps no record)."""
+        producers = producers or {}
         recs = ChunkRecords(chunk, batches, seg.log_path, at)
         n = recs.n
         st.records_read += n
@@ -566,14 +574,18 @@ class LogCleaner:
         mv = memoryview(chunk)
         for bi, (p, h) in enumerate(batches):
             cnt = recs.count[bi]
+            last_of_producer = h.producer_id >= 0 and producers.get(h.producer_id) == h.last_offset
             if not cnt:
-                if h.is_control:
+                if h.is_control or last_of_producer:
                     w.add(mv[p:p + h.size], h, h.max_timestamp)
                 continue  # an empty batch from an earlier cleaning: rewritten only if it ends a group
             i0 = recs.first[bi]
             k = keep[i0:i0 + cnt]
             nk = int(np.count_nonzero(k))
             if nk == 0:
+                if last_of_producer:  # Kafka's RETAIN_EMPTY: the producer's last sequence stays
+                    w.add(empty_batch(h), h, h.max_timestamp)
+                    st.batches_rewritten += 1
                 continue
             kept_tomb = bool((tomb[i0:i0 + cnt] & k).any())
             set_horizon = kept_tomb and not h.attributes & R.DELETE_HORIZON_BIT
@@ -605,6 +617,17 @@ class LogCleaner:
             w.add(batch_bytes(h, attrs, base_ts, max_ts, nk, payload), h, max_ts)
             st.batches_rewritten += 1
         return pending
+
+
+def _last_offsets_of_producers(log: Log) -> dict[int, int]:
+    """Producer id → last offset of its newest batch, from the partition's producer state (loaded
+    from its snapshot and the log first if nothing has loaded it since open: a cleaning may
+    remove the batches that replay would find)."""
+    ps = getattr(log, "producer_state", None)
+    if ps is None:
+        return {}
+    with log.lock:
+        return ps.last_offsets()
 
 
 def install(store: "LogStore") -> None:

@@ -75,6 +75,13 @@ class ProducerStateManager:
         self._loader = loader
         self._loaded = loader is None
 
+    def last_offsets(self) -> dict[int, int]:
+        """Producer id -> last offset of its newest batch (loading the state from the log first if
+        nothing has since open). The cleaner keeps those batches so that a retry stays a duplicate."""
+        if not self._loaded:
+            self._load()
+        return {pid: e.batches[-1][3] for pid, e in self.producers.items() if e.batches}
+
     def _load(self) -> None:
         self._loaded = True
         if self._loader is None:

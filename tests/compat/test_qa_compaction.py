@@ -120,6 +120,56 @@ def test_fully_compacted_segments_do_not_break_librdkafka_consumers(tmp_path):
         b.stop()
 
 
+# ------------------------------------------------------------------ idempotent producers
+
+def _pid_batch(keys: list[bytes], tag: bytes, pid: int, seq: int) -> bytes:
+    from logstore.records import build_batch
+    return build_batch([(k, tag + k, (), NOW) for k in keys], producer_id=pid, producer_epoch=0,
+                       base_sequence=seq, timestamp=NOW)
+
+
+def test_a_producers_last_batch_survives_cleaning_so_its_retry_stays_a_duplicate(tmp_path):
+    """Kafka's cleaner keeps the batch holding an active producer's last sequence, as an empty
+    batch when every record of it is compacted away (Cleaner: isBatchLastRecordOfProducer,
+    RETAIN_EMPTY): the producer state rebuilt from the log after a crash still knows that
+    sequence, so a retry of the batch is a duplicate answered with its first offsets. Without
+    it, the state comes back from an older snapshot, the retry looks like the next batch and
+    its records are stored twice."""
+    from logstore.errors import DuplicateSequenceError
+    pid = 4242
+    keys = [b"a", b"b", b"c"]
+    d = tmp_path / "d"
+    s = logstore.open(d, background=False)
+    s.create_topic("c", 1, {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0"})
+    lg = s.partition("c", 0)
+    lg.append_batch(_pid_batch(keys, b"p0-", pid, 0))
+    lg.roll()  # a producer snapshot at offset 3 holds sequences 0-2
+    last = _pid_batch(keys, b"p1-", pid, 3)
+    first = lg.append_batch(last)  # sequences 3-5 at offsets 3-5: only in the log
+    lg.flush()
+    crashed = tmp_path / "crashed"
+    shutil.copytree(d, crashed)  # as a kill -9 leaves it: no clean close, no snapshot at the log end
+    s.close()
+
+    with logstore.open(crashed, background=False) as s:
+        lg = s.partition("c", 0)
+        lg.append([(k, b"other-" + k, (), NOW) for k in keys])  # another producer (not idempotent)
+        lg.roll()
+        s.run_cleaner(now_ms=NOW)
+        assert {r.key: r.value for r in lg.iter_records()} == {k: b"other-" + k for k in keys}
+        crashed2 = tmp_path / "crashed2"
+        shutil.copytree(crashed, crashed2)
+        with pytest.raises(DuplicateSequenceError) as e:  # the producer retries, this process
+            lg.append_batch(last)
+        assert e.value.first_offset == first
+    with logstore.open(crashed2, background=False) as s:  # and after another crash
+        lg = s.partition("c", 0)
+        with pytest.raises(DuplicateSequenceError) as e:
+            lg.append_batch(last)
+        assert e.value.first_offset == first
+        assert lg.log_end_offset == 9
+
+
 def _cleaner_checkpoint(data_dir: str, topic: str) -> int:
     from logstore import checkpoint as ckpt
     try:
@@ -133,6 +183,57 @@ def _wait_cleaned_past(data_dir: str, topic: str, offset: int, timeout: float = 
     while _cleaner_checkpoint(data_dir, topic) < offset:
         assert time.monotonic() < deadline, f"{topic} not cleaned past {offset} within {timeout}s"
         time.sleep(0.05)
+
+
+def test_idempotent_retry_after_sigkill_and_cleaning_is_a_duplicate_through_the_broker(tmp_path):
+    """The producer's last batch went to the log, the broker was killed, and after the restart a
+    plain producer overwrote its keys and the cleaner ran before the idempotent producer's retry
+    came: Kafka answers the retry with the first append's offset (it kept that batch, empty)."""
+    from tests.test_server import RawClient, req
+    data = str(tmp_path / "data")
+    overrides = {"log.cleaner.backoff.ms": "50", "offsets.topic.num.partitions": "1"}
+    b = start_broker(data, overrides=overrides)
+    port = b.port
+    t = "idem-compacted"
+
+    def produce(c, batch):
+        body = req(0, 9, transactional_id=None, acks=-1, timeout=5000,
+                   topic_data=[{"name": t, "partition_data": [{"index": 0, "records": batch}]}])
+        r = c.call(body).responses[0].partition_responses[0]
+        return int(r.error_code), r.base_offset
+
+    try:
+        with RawClient(port) as c:
+            r = c.call(req(19, 7, topics=[{"name": t, "num_partitions": 1, "replication_factor": 1, "assignments": [],
+                                           "configs": [{"name": "cleanup.policy", "value": "compact"},
+                                                       {"name": "segment.bytes", "value": "1000"},
+                                                       {"name": "min.cleanable.dirty.ratio", "value": "0.01"}]}],
+                           timeout=5000, validate_only=False))
+            assert int(r.topics[0].error_code) == 0
+            pid = c.call(req(22, 4, transactional_id=None, transaction_timeout=60000, producer_id=-1,
+                             producer_epoch=-1)).producer_id
+            keys = [b"a", b"b", b"c"]
+            big = [b"%s-%d" % (k, i) for i in range(4) for k in keys]  # ~1 KB: the next batch rolls
+            from logstore.records import build_batch
+            b0 = build_batch([(k, b"x" * 60, (), NOW) for k in big], producer_id=pid, producer_epoch=0,
+                             base_sequence=0, timestamp=NOW)
+            assert produce(c, b0) == (0, 0)
+            last = _pid_batch(keys, b"p1-", pid, len(big))
+            assert produce(c, last) == (0, len(big))
+        b.kill()
+        b = start_broker(data, port=port, overrides=overrides)
+        from confluent_kafka import Producer
+        p = Producer({"bootstrap.servers": b.bootstrap, "enable.idempotence": False, "linger.ms": 0})
+        for i in range(40):  # overwrite the producer's keys, fill and roll segments
+            p.produce(t, key=keys[i % 3], value=b"plain-%d" % i + b"y" * 60)
+            p.flush()
+        _wait_cleaned_past(data, t, len(big) + len(keys))
+        with RawClient(port) as c:
+            assert produce(c, last) == (0, len(big)), "the retry was stored again"
+        msgs, errors = _ck_read_all(b.bootstrap, t)
+        assert errors == [] and not [m for m in msgs if m[2].startswith(b"p1-")]
+    finally:
+        b.stop()
 
 
 # ------------------------------------------------------------------ compaction through the broker
