@@ -156,6 +156,10 @@ STORE_CONFIGS: dict[str, ConfigDef] = {
     "log.flush.scheduler.interval.ms": ConfigDef("1000", _int(1), "how often flush.ms is checked"),
     "log.flush.offset.checkpoint.interval.ms": ConfigDef("60000", _int(0), "recovery point checkpoints"),
     "log.flush.start.offset.checkpoint.interval.ms": ConfigDef("60000", _int(0), "log start checkpoints"),
+    "producer.id.expiration.ms": ConfigDef("86400000", _int(1),
+                                           "idle time after which an idempotent producer's state is dropped"),
+    "producer.id.expiration.check.interval.ms": ConfigDef("600000", _int(1),
+                                                          "how often expired producer ids are removed"),
 }
 
 # Broker-level names for topic defaults (server.properties), as Kafka maps them.
@@ -290,6 +294,8 @@ class StoreConfig:
         self.flush_scheduler_interval_ms: int = store["log.flush.scheduler.interval.ms"]
         self.recovery_checkpoint_interval_ms: int = store["log.flush.offset.checkpoint.interval.ms"]
         self.start_offset_checkpoint_interval_ms: int = store["log.flush.start.offset.checkpoint.interval.ms"]
+        self.producer_id_expiration_ms: int = store["producer.id.expiration.ms"]
+        self.producer_id_expiration_check_interval_ms: int = store["producer.id.expiration.check.interval.ms"]
 
     def log_config(self, overrides: Mapping[str, Any] | None = None) -> LogConfig:
         return LogConfig(overrides, self.topic_defaults)

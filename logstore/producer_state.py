@@ -13,6 +13,14 @@ The state is rebuilt the first time a producer unknown since open (or since a tr
 a batch: the owner's loader restores the newest valid snapshot and replays batch headers (never
 records) from the snapshot's offset to the log end (log.py).
 
+Expiry (Kafka's `producer.id.expiration.ms`, checked every
+`producer.id.expiration.check.interval.ms` on the store's background thread, `install`): a
+producer whose newest batch's max timestamp is that long ago is forgotten, so the table, the
+snapshots and the batches compaction keeps for producers (cleaner.py) do not grow with every
+producer that ever wrote. A forgotten producer that writes again is a new one: its batch is
+accepted at any sequence, as Kafka does for a producer id it does not know. Only a loaded
+table expires; one not yet loaded is loaded with everything and expires at the next check.
+
 Snapshot file `<offset, 20 digits>.snapshot` in the partition dir: the state of every batch
 below `offset`. Kafka's format (ProducerStateManager, snapshot version 1), big-endian:
     version                  i16   1
@@ -38,9 +46,10 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from .errors import DuplicateSequenceError, InvalidProducerEpochError, OutOfOrderSequenceError
 from .records import BatchHeader, crc32c
@@ -125,6 +134,17 @@ class ProducerStateManager:
             e = self.producers[pid] = ProducerEntry(epoch)
         e.batches.append((first_seq, last_seq, first_offset, last_offset, timestamp))
 
+    def remove_expired(self, now_ms: int, expiration_ms: int) -> list[int]:
+        """Forget every producer whose newest batch's max timestamp is `expiration_ms` or more
+        before `now_ms` (Kafka's isProducerExpired). Returns their ids. Nothing when not loaded."""
+        if not self._loaded:
+            return []
+        gone = [pid for pid, e in self.producers.items()
+                if not e.batches or now_ms - e.batches[-1][4] >= expiration_ms]
+        for pid in gone:
+            del self.producers[pid]
+        return gone
+
     def truncate(self) -> None:
         """Forget everything (the log was truncated); rebuilt from the log when needed."""
         self.producers.clear()
@@ -138,6 +158,25 @@ class ProducerStateManager:
     def restore(self, producers: dict[int, ProducerEntry]) -> None:
         """Replace the table with a snapshot's (the loader does this before replaying headers)."""
         self.producers = producers
+
+
+def expire_producers(store: Any, now_ms: int | None = None) -> int:
+    """Forget the expired producers of every partition of `store` (a LogStore); returns how many
+    (partition, producer) entries went."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    gone = 0
+    for log in store.logs():
+        with log.lock:
+            if not log.closed:
+                gone += len(log.producer_state.remove_expired(now, store.config.producer_id_expiration_ms))
+    return gone
+
+
+def install(store: Any) -> None:
+    """Run `expire_producers` every `producer.id.expiration.check.interval.ms` on the store's
+    background thread."""
+    store.add_periodic(store.config.producer_id_expiration_check_interval_ms / 1000,
+                       lambda: expire_producers(store))
 
 
 # -- snapshot files ---------------------------------------------------------------------------------

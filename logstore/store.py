@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from . import checkpoint as ckpt
+from . import producer_state
 from .config import LIST_TOPIC_CONFIGS, TOPIC_CONFIGS, LogConfig, StoreConfig, parse_topic_config
 from .errors import (InvalidConfigError, InvalidPartitionsError, InvalidTopicError, KafkaStorageError,
                      LogDirLockedError, LogStoreError, StoreClosedError, TopicAlreadyExistsError,
@@ -286,6 +287,7 @@ class LogStore:
             cleaner = None  # type: ignore[assignment]
         if cleaner is not None and hasattr(cleaner, "install"):
             cleaner.install(self)
+        producer_state.install(self)
 
     # -- topics -------------------------------------------------------------------------------
     def _check_open(self) -> None:

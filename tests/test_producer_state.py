@@ -73,3 +73,60 @@ def test_state_is_rebuilt_from_batch_headers_once():
     assert m.producers == {}
     m.check(8, 0, 0, 0, "p")
     assert calls == [1, 1]
+
+
+def test_producers_idle_for_the_expiration_time_are_forgotten():
+    ps = ProducerStateManager()
+    ps.update(1, 0, 0, 4, 0, 4, 1_000)      # newest batch at t=1000
+    ps.update(2, 0, 0, 0, 5, 5, 1_000)
+    ps.update(2, 0, 1, 1, 6, 6, 50_000)     # producer 2 wrote again later
+    assert ps.remove_expired(now_ms=10_999, expiration_ms=10_000) == []
+    assert ps.remove_expired(now_ms=11_000, expiration_ms=10_000) == [1]  # Kafka: now - last >= expiration
+    assert set(ps.producers) == {2}
+    # a forgotten producer is a new one: its next batch is accepted at any sequence, as Kafka
+    # accepts a producer id it does not know, and a duplicate of its old batch is not recognised
+    ps.check(1, 0, 5, 9, "t-0")
+    ps.check(1, 0, 0, 4, "t-0")
+    with pytest.raises(DuplicateSequenceError):
+        ps.check(2, 0, 1, 1, "t-0")  # the live producer still deduplicates
+
+
+def test_a_table_not_yet_loaded_does_not_expire():
+    loads = []
+
+    def loader():
+        loads.append(1)
+        return []
+
+    ps = ProducerStateManager(loader)
+    assert ps.remove_expired(now_ms=10**13, expiration_ms=1) == [] and not loads and not ps.loaded
+
+
+def test_store_expires_producers_on_its_background_thread(tmp_path):
+    import time
+
+    import logstore
+    from logstore.producer_state import expire_producers
+
+    def batch(pid: int, seq: int, ts: int) -> bytes:
+        return R.build_batch([(None, b"v")], timestamp=ts, producer_id=pid, producer_epoch=0, base_sequence=seq)
+
+    now = int(time.time() * 1000)
+    with logstore.open(tmp_path / "d", {"producer.id.expiration.ms": "60000"}, background=False) as s:
+        s.create_topic("t", 1)
+        lg = s.partition("t", 0)
+        lg.append_batch(batch(7, 0, now - 120_000))   # idle for two minutes
+        lg.append_batch(batch(8, 0, now))
+        assert set(lg.producer_state.producers) == {7, 8}
+        assert expire_producers(s) == 1 and set(lg.producer_state.producers) == {8}
+        lg.roll()  # the snapshot written at the roll holds only the live producer
+    with logstore.open(tmp_path / "d", {"producer.id.expiration.ms": "60000",
+                                         "producer.id.expiration.check.interval.ms": "50"}) as s:
+        lg = s.partition("t", 0)
+        lg.append_batch(batch(9, 0, now - 120_000))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and 9 in lg.producer_state.producers:
+            time.sleep(0.05)
+        assert set(lg.producer_state.producers) == {8}
+    with pytest.raises(logstore.errors.InvalidConfigError, match="producer.id.expiration.ms"):
+        logstore.open(tmp_path / "e", {"producer.id.expiration.ms": "0"})
