@@ -18,6 +18,10 @@ ZERO = datetime.timedelta(0)
 # and Metadata marks them is_internal.
 INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 NO_AUTH_OPS = -(2**31)
+# With no authorizer Kafka answers every operation a resource type supports (AclEntry
+# supportedOperations; AclOperation codes): for a group READ 3, DELETE 6, DESCRIBE 8,
+# DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11 (group configs, KIP-848)
+GROUP_OPERATIONS = sum(1 << op for op in (3, 6, 8, 10, 11))
 
 
 @lru_cache(maxsize=None)

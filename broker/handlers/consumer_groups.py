@@ -14,7 +14,7 @@ from typing import Any
 
 from broker.coordinator import errors as E
 
-from ._util import make, ms, response_module, version
+from ._util import GROUP_OPERATIONS, NO_AUTH_OPS, make, ms, response_module, version
 from .groups import _client, _coordinator
 
 VERSIONS: dict[int, tuple[str, int, int]] = {
@@ -83,7 +83,8 @@ async def consumer_group_describe(ctx: Any, request: Any) -> Any:
                 member_type=1))
         out.append(make(mod.DescribedGroup, error_code=E.NONE, group_id=gid, group_state=g.state,
                         group_epoch=g.group_epoch, assignment_epoch=g.assignment_epoch, assignor_name=g.assignor(),
-                        members=tuple(members)))
+                        members=tuple(members), authorized_operations=GROUP_OPERATIONS
+                        if request.include_authorized_operations else NO_AUTH_OPS))
     return make(mod.ConsumerGroupDescribeResponse, groups=tuple(out))
 
 

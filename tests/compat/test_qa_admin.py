@@ -601,3 +601,22 @@ def test_unadvertised_apis_fail_cleanly_in_the_client(broker, ck, kp) -> None:
             call()
     assert ck.list_topics(timeout=TIMEOUT).brokers    # still serving
     no_traceback(broker)
+
+
+GROUP_OPS = {"READ", "DELETE", "DESCRIBE", "DESCRIBE_CONFIGS", "ALTER_CONFIGS"}
+
+
+def test_group_authorized_operations_when_asked(broker, ck) -> None:
+    """DescribeGroups and ConsumerGroupDescribe return the group operations (AclEntry's for GROUP)
+    only when asked, as Metadata does for topics."""
+    from confluent_kafka import Consumer, TopicPartition
+    t, g = _name("gops"), _name("gops-group")
+    assert ck_create(ck, NewTopic(t, 1, 1)) == {t: 0}
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": g, "enable.auto.commit": False})
+    try:
+        c.commit(offsets=[TopicPartition(t, 0, 0)], asynchronous=False)  # an Empty classic group
+    finally:
+        c.close()
+    d = ck.describe_consumer_groups([g], include_authorized_operations=True, request_timeout=TIMEOUT)[g].result(TIMEOUT)
+    assert {o.name for o in d.authorized_operations} == GROUP_OPS
+    assert ck.describe_consumer_groups([g])[g].result(TIMEOUT).authorized_operations is None
