@@ -134,7 +134,8 @@ class Log(LogLoader, LogReader):
         return self.log_end_offset - self.log_start_offset
 
     def add_append_listener(self, fn: Callable[["Log"], None]) -> None:
-        """`fn(log)` is called after every append, on the appending thread."""
+        """`fn(log)` is called after every append, on the appending thread, and once when the log
+        closes (`log.closed` is then true: e.g. its topic was deleted), on the closing thread."""
         self.listeners.append(fn)
 
     def remove_append_listener(self, fn: Callable[["Log"], None]) -> None:
@@ -558,14 +559,27 @@ class Log(LogLoader, LogReader):
                     self._fail(error)
                     raise KafkaStorageError(f"cannot close partition {self.name}: {error}") from error
         self.purge_deleted(force=True)
+        self._tell_closed()
 
-    def delete(self) -> None:
-        """Close and remove the partition directory."""
+    def abandon(self) -> None:
+        """Close every file without a flush: the partition is being deleted."""
         with self.lock:
             self.closed = True
             for seg in self.segments.values():
                 seg.close()
         self.purge_deleted(force=True)
+        self._tell_closed()
+
+    def _tell_closed(self) -> None:
+        for fn in list(self.listeners):  # waiters (a broker's parked fetches) learn at once
+            try:
+                fn(self)
+            except Exception:
+                logger.exception("close listener of %s failed", self.name)
+
+    def delete(self) -> None:
+        """Close and remove the partition directory."""
+        self.abandon()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __repr__(self) -> str:

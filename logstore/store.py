@@ -449,11 +449,7 @@ class LogStore:
             logs = [self._logs.pop((name, p)) for p in range(info.partitions) if (name, p) in self._logs]
         targets = []
         for lg in logs:
-            with lg.lock:
-                lg.closed = True
-                for seg in lg.segments.values():
-                    seg.close()
-            lg.purge_deleted(force=True)
+            lg.abandon()
             target = f"{lg.dir}.{info.topic_id.hex}-delete"
             try:
                 os.rename(lg.dir, target)

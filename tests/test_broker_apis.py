@@ -244,6 +244,27 @@ def test_long_poll_waits_for_max_wait_and_wakes_on_append(broker, client) -> Non
     assert [r.value for r in decode_batches(p.records)] == [b"emb"] and time.monotonic() - t0 < 5.0
 
 
+def test_a_parked_fetch_answers_at_once_when_its_topic_is_deleted(broker, client) -> None:
+    """Kafka completes a delayed fetch whose partition went away; it used to wait out max.wait."""
+    t = _topic()
+    create(client, t)
+
+    def later() -> None:
+        time.sleep(0.5)
+        with RawClient(broker.port) as other:
+            r = other.call(req(20, 6, topics=[{"name": t, "topic_id": None}], timeout=5000))
+            assert int(r.responses[0].error_code) == 0
+
+    th = threading.Thread(target=later)
+    th.start()
+    t0 = time.monotonic()
+    p = fetch(client, t, 0, max_wait=30000)
+    waited = time.monotonic() - t0
+    th.join()
+    assert not p.records and int(p.error_code) == 3  # UNKNOWN_TOPIC_OR_PARTITION
+    assert 0.4 <= waited < 5.0
+
+
 # -- list offsets ----------------------------------------------------------------------------------
 def test_list_offsets(broker, client) -> None:
     t = _topic()
