@@ -42,7 +42,6 @@ give identical bytes (tests/test_encode_fast.py).
 
 from __future__ import annotations
 
-import itertools
 import struct
 import time
 from typing import Any, Iterable, Iterator, NamedTuple, Sequence
@@ -481,24 +480,21 @@ def build_batch_buffer(
 # Two decoders give identical `Record`s. The pure-Python loop (`_decode_records`) is always
 # there and defines the semantics. The fast path hands a whole uncompressed batch to aiokafka's
 # compiled record reader (`aiokafka.record._crecords`, extra `[fast]`, imported on first use) and
-# has msgspec build the Records from its record objects (`convert(..., from_attributes=True)`,
-# which also makes the header lists tuples and checks every field's type), 128 records at a time:
-# aiokafka's objects and their header lists are tracked by the garbage collector, and 128 of them
-# alive at once stay under its first threshold (700 allocations), so they die young instead of
-# being promoted and making it run full collections. The fast path is trusted only when it raises
-# nothing and its offsets agree with the header: any error there (bounds, trailing bytes, bad
-# UTF-8, a field of another type such as a None timestamp) re-runs the pure loop, which either
-# decodes the batch (it tolerates bytes after the last record) or raises the CorruptRecordError
-# naming path and position. CRC and header checks run before either decoder. Known difference, by
-# design: aiokafka reads the record attributes byte as a varint; Kafka writes 0 there (the bits
-# are unused), and a byte >= 0x80 misaligns the record, which its length check then rejects.
-# Cost on this project's 2-core box, 100-byte values: pure ~0.3 M records/s, fast 1.3-2.2 M
-# records/s through `Log.read` (bench/embedded.py), ~20% more than building the Records with
-# C-level maps and a second pass for headers, measured interleaved.
+# builds each Record from its record object in one list comprehension (header lists become
+# tuples). aiokafka's objects and their header lists are tracked by the garbage collector, but
+# each dies as soon as its Record exists, so they never accumulate to trigger collections (the
+# Records are untracked). The fast path is trusted only when it raises nothing and its offsets
+# agree with the header: any error there (bounds, trailing bytes, bad UTF-8) re-runs the pure
+# loop, which either decodes the batch (it tolerates bytes after the last record) or raises the
+# CorruptRecordError naming path and position. CRC and header checks run before either decoder.
+# Known difference, by design: aiokafka reads the record attributes byte as a varint; Kafka
+# writes 0 there (the bits are unused), and a byte >= 0x80 misaligns the record, which its length
+# check then rejects. Cost on this project's 2-core box, 100-byte values: pure ~0.3 M records/s,
+# fast 1.8-2.6 M records/s through `Log.read` (bench/embedded.py); 10-20% more, measured
+# interleaved in one process, than the earlier msgspec.convert(from_attributes) over chunks of
+# 128 aiokafka records.
 
 _FAST_BATCH: Any = None  # aiokafka's DefaultRecordBatch, False when unavailable, None: not tried
-_FAST_CHUNK = 128
-_RECORD_LIST = list[Record]
 
 
 def fast_decode_available() -> bool:
@@ -562,17 +558,10 @@ def decode_batch(buf: Any, pos: int = 0, *, verify_crc: bool = True, path: str |
 def _decode_fast(whole: Any, h: BatchHeader) -> list[Record] | None:
     """Records of the uncompressed batch `whole` (header included) via the compiled reader, or None
     when it objects to anything (the caller then runs the pure loop)."""
-    convert = msgspec.convert
-    take = itertools.islice
-    out: list[Record] = []
+    rec = Record
     try:
-        # one iterator over the reader (islice would call its __iter__ again, which it refuses)
-        records = itertools.chain.from_iterable((_FAST_BATCH(whole),))
-        while True:
-            chunk = list(take(records, _FAST_CHUNK))
-            if not chunk:
-                break
-            out += convert(chunk, _RECORD_LIST, from_attributes=True)
+        out = [rec(r.offset, r.timestamp, r.key, r.value, tuple(hs) if (hs := r.headers) else ())
+               for r in _FAST_BATCH(whole)]
     except Exception:
         return None
     if len(out) != h.record_count:
