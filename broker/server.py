@@ -10,7 +10,11 @@ any request that cannot be parsed, an API key/version we do not serve (except Ap
 is answered with UNSUPPORTED_VERSION and our ranges), or a handler that raises. The broker itself
 never stops because of one connection. A connection idle (no request in flight) for
 `connections.max.idle.ms` is closed. When a connection has too many requests in flight or the
-transport's write buffer is full, reading from it pauses (back-pressure).
+transport's write buffer is full, reading from it pauses (back-pressure): frames already received
+stay undecoded until it resumes (one read may hold thousands of pipelined requests), and finished
+responses wait in their slots (a Fetch's file regions unread) rather than pile up in the
+transport's buffer, so a client that stops reading its socket holds at most MAX_IN_FLIGHT
+responses, not one per request it managed to send.
 
 Fetch long polls park on per-partition append waiters (`wait_for_append`); `Log` append
 listeners wake them, from any thread (appends through the embedded API in another thread use
@@ -62,7 +66,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 class _Connection(asyncio.Protocol):
     __slots__ = ("broker", "transport", "chunks", "have", "slots", "tasks", "peer", "closed", "paused_read",
-                 "paused_write", "last_active", "idle_handle", "need", "name", "sock_fd")
+                 "paused_write", "last_active", "idle_handle", "need", "name", "sock_fd", "processing")
 
     def __init__(self, broker: "Broker"):
         self.broker = broker
@@ -80,6 +84,7 @@ class _Connection(asyncio.Protocol):
         self.need = 4
         self.name = "?"
         self.sock_fd: int | None = None
+        self.processing = False
 
     # -- asyncio callbacks ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -106,7 +111,7 @@ class _Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.paused_write = False
-        self._update_reading()
+        self._flush()   # the responses held while the transport was full, then buffered frames
 
     def data_received(self, data: bytes) -> None:
         # Chunks are kept as received and joined once a whole frame is there, so a 1 MB produce
@@ -116,33 +121,45 @@ class _Connection(asyncio.Protocol):
         self.chunks.append(data)
         self.have += len(data)
         self.last_active = self.broker._loop.time()
-        if self.have < self.need:
+        self._process()
+
+    def _must_wait(self) -> bool:
+        return self.paused_write or len(self.slots) >= MAX_IN_FLIGHT
+
+    def _process(self) -> None:
+        """Dispatch the whole frames received so far, until back-pressure says wait (the rest stays
+        buffered; `_update_reading` comes back here when the connection may go on)."""
+        if self.processing or self.closed or self.have < self.need or self._must_wait():
             return
-        buf = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
-        self.chunks.clear()
-        view = memoryview(buf)          # read-only: kio accepts it, and slicing copies nothing
-        n = len(buf)
-        pos = 0
-        max_bytes = self.broker.max_request_bytes
-        self.need = 4
-        while n - pos >= 4:
-            size = int.from_bytes(view[pos:pos + 4], "big", signed=True)
-            if size < 0 or size > max_bytes:
-                log.warning("closing connection from %s: request of %d bytes exceeds socket.request.max.bytes %d",
-                            self.name, size, max_bytes)
-                self.close()
-                return
-            if n - pos - 4 < size:
-                self.need = size + 4
-                break
-            frame = view[pos + 4:pos + 4 + size]
-            pos += 4 + size
-            self._dispatch(frame)
-            if self.closed:
-                return
-        if pos < n:
-            self.chunks.append(buf[pos:] if pos else buf)
-        self.have = n - pos
+        self.processing = True
+        try:
+            buf = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+            self.chunks.clear()
+            view = memoryview(buf)          # read-only: kio accepts it, and slicing copies nothing
+            n = len(buf)
+            pos = 0
+            max_bytes = self.broker.max_request_bytes
+            self.need = 4
+            while n - pos >= 4 and not self._must_wait():
+                size = int.from_bytes(view[pos:pos + 4], "big", signed=True)
+                if size < 0 or size > max_bytes:
+                    log.warning("closing connection from %s: request of %d bytes exceeds socket.request.max.bytes %d",
+                                self.name, size, max_bytes)
+                    self.close()
+                    return
+                if n - pos - 4 < size:
+                    self.need = size + 4
+                    break
+                frame = view[pos + 4:pos + 4 + size]
+                pos += 4 + size
+                self._dispatch(frame)
+                if self.closed:
+                    return
+            if pos < n:
+                self.chunks.append(buf[pos:] if pos else buf)
+            self.have = n - pos
+        finally:
+            self.processing = False
 
     # -- dispatch -------------------------------------------------------------------------------
     def _dispatch(self, frame: memoryview) -> None:
@@ -217,7 +234,9 @@ class _Connection(asyncio.Protocol):
         slots = self.slots
         transport = self.transport
         wrote = False
-        while slots and slots[0][0]:
+        # while the transport is over its high-water mark, finished responses stay in their slots
+        # (resume_writing flushes them): memory stays bounded by MAX_IN_FLIGHT responses
+        while slots and slots[0][0] and not self.paused_write:
             payload = slots.popleft()[1]
             if payload is None:
                 continue
@@ -241,13 +260,15 @@ class _Connection(asyncio.Protocol):
     def _update_reading(self) -> None:
         if self.closed or self.transport is None:
             return
-        should_pause = self.paused_write or len(self.slots) >= MAX_IN_FLIGHT
+        should_pause = self._must_wait()
         if should_pause and not self.paused_read:
             self.paused_read = True
             self.transport.pause_reading()
         elif not should_pause and self.paused_read:
             self.paused_read = False
             self.transport.resume_reading()
+        if not should_pause and self.have >= self.need:
+            self._process()   # frames received before the pause
 
     # -- idle and close -----------------------------------------------------------------------------
     def _arm_idle(self) -> None:
@@ -261,11 +282,12 @@ class _Connection(asyncio.Protocol):
             return
         idle_s = self.broker.idle_ms / 1000.0
         now = self.broker._loop.time()
-        if not self.slots and now - self.last_active >= idle_s:
+        busy = any(not slot[0] for slot in self.slots)   # answered but unsent (client not reading) is idle
+        if not busy and now - self.last_active >= idle_s:
             log.info("closing connection from %s: idle for more than connections.max.idle.ms", self.name)
             self.close()
             return
-        wait = idle_s - (now - self.last_active) if not self.slots else idle_s
+        wait = idle_s - (now - self.last_active) if not busy else idle_s
         self.idle_handle = self.broker._loop.call_later(max(wait, 0.001), self._check_idle)
 
     def close(self) -> None:
