@@ -394,7 +394,7 @@ class LogCleaner:
         segs = [s for s in _sealed(log) if s.base_offset < end]
         st.segments_before = len(segs)
         horizon_min: int | None = None
-        producers = _last_offsets_of_producers(log)
+        producers = _LazyProducers(log)
         for group in self._groups(log, segs):
             self._check_stop()
             if not any(s.size for s in group):
@@ -504,7 +504,7 @@ class LogCleaner:
         return groups
 
     def _clean_group(self, log: Log, group: list[LogSegment], m: OffsetMap, end: int, now_ms: int,
-                     st: CleanerStats, producers: dict[int, int] | None = None) -> tuple[LogSegment, int | None]:
+                     st: CleanerStats, producers: "_LazyProducers | None" = None) -> tuple[LogSegment, int | None]:
         cfg = log.config
         base = group[0].base_offset
         stem = os.path.join(log.dir, f"{base:020d}")
@@ -547,7 +547,7 @@ class LogCleaner:
 
     def _filter_chunk(self, chunk: bytes, batches: list[tuple[int, R.BatchHeader]], at: int, seg: LogSegment,
                       m: OffsetMap, latest: int, now_ms: int, horizon: int, w: BatchWriter,
-                      st: CleanerStats, producers: dict[int, int] | None = None) -> int | None:
+                      st: CleanerStats, producers: "_LazyProducers | None" = None) -> int | None:
         """Write the kept part of each batch of one chunk; returns the earliest delete horizon of
         the tombstones kept, if any. `producers`: producer id → last offset of its newest batch
         (that batch stays, empty if it keeps no record)."""
@@ -617,6 +617,22 @@ class LogCleaner:
             w.add(batch_bytes(h, attrs, base_ts, max_ts, nk, payload), h, max_ts)
             st.batches_rewritten += 1
         return pending
+
+
+class _LazyProducers:
+    """Producer id -> last offset of its newest batch, read from the partition's producer state the
+    first time a cleaning meets a batch with a producer id. Loading an unloaded state (snapshot plus
+    a header replay, under the Log's lock: appends wait) is then paid only by partitions that hold
+    idempotent batches, not by every compacted partition (`__consumer_offsets` has none)."""
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+        self._map: dict[int, int] | None = None
+
+    def get(self, pid: int) -> int | None:
+        if self._map is None:
+            self._map = _last_offsets_of_producers(self.log)
+        return self._map.get(pid)
 
 
 def _last_offsets_of_producers(log: Log) -> dict[int, int]:

@@ -202,8 +202,6 @@ class OffsetIndex(_MappedIndex):
     # as an entry it sent lookups to the first batch as if it ended at the base offset
     zero_first_is_fill = True
 
-    _keys_view: tuple[np.ndarray, memoryview] | None = None  # (the keys array, a view of it)
-
     def append(self, offset: int, position: int) -> None:
         """Add an entry; `offset` must exceed the last one. O(1)."""
         n = self.entries
@@ -224,12 +222,10 @@ class OffsetIndex(_MappedIndex):
         if rel < 0:
             return self.base_offset, 0
         keys = self._keys if self._keys is not None else self._native_keys()
-        view = self._keys_view
-        if view is None or view[0] is not keys:
-            view = self._keys_view = (keys, memoryview(keys))
         # bisect over a memoryview of the native uint32 keys: about 20 C-level item reads, no
-        # numpy call (searchsorted's per-call overhead made a lookup ~1 us slower)
-        i = _bisect_right(view[1], rel, 0, n) - 1
+        # numpy call (searchsorted's per-call overhead made a lookup ~1 us slower). The view is
+        # made per call: a cached one would keep a dropped key array (trim, close) alive
+        i = _bisect_right(memoryview(keys), rel, 0, n) - 1
         if i < 0:
             return self.base_offset, 0
         off, pos = self._mm.item(i)  # type: ignore[union-attr]  # plain ints, no memmap scalar

@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable
 
+from .errors import KafkaStorageError, LogStoreError
 from .log import Log
 from .segment import LogSegment
 
@@ -107,34 +108,33 @@ def retention_victims(log: Log, now_ms: int) -> tuple[list[LogSegment], list[Log
 
 
 def apply_retention(log: Log, now_ms: int | None = None, result: RetentionResult | None = None) -> RetentionResult:
-    """Delete what `retention_victims` names from one partition."""
+    """Delete what `retention_victims` names from one partition. The victims are chosen and
+    deleted under the Log's lock, as Kafka does: an append between the two steps would otherwise
+    land in an active segment already judged expired and be deleted with it."""
     now = int(time.time() * 1000) if now_ms is None else now_ms
     res = result if result is not None else RetentionResult()
     if log.closed:
         return res
-    by_start, by_time, by_size = retention_victims(log, now)
-    victims = by_start + by_time + by_size
-    if not victims:
-        return res
     with log.lock:
         if log.closed:
             return res
-        # the table may have changed since we looked (a cleaner swap, a truncation, appends to the
-        # active segment): delete only segments still there and still a prefix
-        current = list(log.segments.values())
-        ok = []
-        for want, have in zip(victims, current):
-            if want is not have:
-                break
-            ok.append(want)
+        by_start, by_time, by_size = retention_victims(log, now)
+        ok = by_start + by_time + by_size
+        if ok and ok[-1] is log.active_segment:
+            # the active segment expired: roll, so that the log keeps an (empty) active segment at
+            # its end offset, then delete it with the rest. An offline partition cannot roll: its
+            # sealed victims still go
+            try:
+                if log.failed is not None:
+                    raise KafkaStorageError(f"partition {log.name} is offline: {log.failed}")
+                log.roll()
+            except LogStoreError as e:
+                logger.warning("retention keeps the expired active segment of %s: %s", log.name, e)
+                ok.pop()
         if not ok:
             return res
         before = log.log_start_offset
         size = sum(s.size for s in ok)
-        if ok[-1] is current[-1]:
-            # the active segment expired: roll, so that the log keeps an (empty) active segment
-            # at its end offset, then delete it with the rest
-            log.roll()
         log.delete_segments(ok)
         after = log.log_start_offset
     n = len(ok)
@@ -158,7 +158,7 @@ def run_retention(store: "LogStore", now_ms: int | None = None, logs: Iterable[L
     for log in (store.logs() if logs is None else logs):
         try:
             apply_retention(log, now, res)
-        except OSError as e:
+        except (OSError, LogStoreError) as e:  # one partition's trouble must not stop the others
             if log.closed:
                 continue  # deleted topic
             logger.error("retention of %s failed: %s", log.name, e)

@@ -564,3 +564,26 @@ def test_sealed_segments_not_yet_flushed_are_not_cleaned(tmp_path):
         assert s.log_cleaner.cleanable(lg, NOW).first_uncleanable == 40
         s.run_cleaner(now_ms=NOW)
         assert sorted(r.value for r in lg.read(0, 1 << 20)) == sorted(b"new%d" % i for i in range(15, 20))
+
+
+def test_cleaning_loads_producer_state_only_for_partitions_with_idempotent_batches(tmp_path):
+    """Loading a partition's producer state replays batch headers under its lock (appends wait):
+    a cleaning pays it only when it meets a batch with a producer id."""
+    d = tmp_path / "d"
+    with logstore.open(d, background=False) as s:
+        for name in ("plain", "idem"):
+            lg = compacted(s, name)
+            for i in range(60):
+                pid = {"producer_id": 42, "producer_epoch": 0, "base_sequence": i} if name == "idem" else {}
+                lg.append_batch(R.build_batch([(b"k%d" % (i % 3), b"v" * 40)], timestamp=NOW, **pid))
+            lg.roll()
+    with logstore.open(d, background=False) as s:  # reopened: no producer state loaded yet
+        plain, idem = s.partition("plain", 0), s.partition("idem", 0)
+        assert not plain.producer_state.loaded and not idem.producer_state.loaded
+        stats = s.run_cleaner(now_ms=NOW)
+        cleaned = {st.topic: st for st in stats}
+        assert all(cleaned[t].records_kept < cleaned[t].records_read for t in ("plain", "idem"))
+        assert not plain.producer_state.loaded
+        assert idem.producer_state.loaded
+        # the producer's last batch (offset 59) stays, so a retry of it is still a duplicate
+        assert 59 in {r.offset for r in read_all(idem)}

@@ -259,3 +259,25 @@ def test_closing_an_index_while_another_thread_searches_it_does_not_crash(tmp_pa
     out = subprocess.run([sys.executable, "-c", _CLOSE_RACE, str(tmp_path)], capture_output=True, text=True,
                          timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr[-2000:])
+
+
+def test_a_closed_or_trimmed_index_keeps_no_key_array_alive(tmp_path):
+    """Lookups build a native key column as large as the preallocated index (5 MB at the default
+    segment.index.bytes); trim and close must drop it, or every sealed segment read once at the
+    tail keeps one."""
+    import gc
+    import weakref
+
+    idx = OffsetIndex(str(tmp_path / "0.index"), 0, 8 * 100_000, writable=True)
+    for i in range(1, 50):
+        idx.append(i * 10, i * 100)
+    assert idx.lookup(255) == (250, 2500)
+    ref = weakref.ref(idx._keys)
+    idx.trim()
+    gc.collect()
+    assert ref() is None
+    assert idx.lookup(255) == (250, 2500)
+    ref = weakref.ref(idx._keys)
+    idx.close()
+    gc.collect()
+    assert ref() is None

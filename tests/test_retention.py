@@ -306,3 +306,52 @@ def test_background_retention_runs_on_its_interval(tmp_path):
         while time.monotonic() < deadline and len(lg.segments) > 1:
             time.sleep(0.05)
         assert len(lg.segments) == 1 and lg.log_start_offset == lg.active_segment.base_offset
+
+
+def test_an_append_racing_retention_of_the_active_segment_is_not_deleted(tmp_path, monkeypatch):
+    """The victims are chosen under the Log's lock: an append that comes while retention judges
+    the active segment expired waits, and lands in the new active segment after the roll."""
+    from logstore import retention
+
+    with logstore.open(tmp_path / "d", background=False) as s:
+        s.create_topic("t", 1, {"segment.bytes": "1000000", "retention.ms": "1000", "file.delete.delay.ms": "0"})
+        lg = s.partition("t", 0)
+        fill(lg, 5, NOW - 10 * HOUR)
+        appended = threading.Event()
+        real = retention.largest_timestamp
+
+        def judged(seg):
+            ts = real(seg)
+            if seg is lg.active_segment and not appended.is_set():
+                # another thread appends a fresh record while retention is judging
+                th = threading.Thread(target=lambda: (lg.append([(b"fresh", b"new", (), NOW)]), appended.set()))
+                th.start()
+                appended.wait(0.5)  # with the lock held by retention it cannot finish yet
+                judged.thread = th
+            return ts
+
+        monkeypatch.setattr(retention, "largest_timestamp", judged)
+        s.run_retention(now_ms=NOW)
+        judged.thread.join(10)
+        assert appended.is_set()
+        assert [(r.key, r.offset) for r in read_all(lg)] == [(b"fresh", 5)]
+        assert lg.log_start_offset == 5 and lg.log_end_offset == 6
+
+
+def test_an_offline_partition_keeps_its_active_segment_and_does_not_stop_retention(tmp_path):
+    from logstore.errors import KafkaStorageError
+
+    with logstore.open(tmp_path / "d", background=False) as s:
+        for name in ("a", "b"):
+            s.create_topic(name, 1, {"segment.bytes": "1000", "retention.ms": "1000", "file.delete.delay.ms": "0"})
+            fill(s.partition(name, 0), 40, NOW - 10 * HOUR)
+        a, b = s.partition("a", 0), s.partition("b", 0)
+        assert len(a.segments) > 2
+        a._fail(KafkaStorageError("simulated failed fsync"))  # what a failed fsync does (log.py)
+        active = a.active_segment
+        res = s.run_retention(now_ms=NOW)
+        assert list(a.segments.values()) == [active]        # its sealed segments went, not the active one
+        assert a.log_start_offset == active.base_offset
+        assert len(b.segments) == 1 and b.active_segment.size == 0  # the healthy partition: all expired
+        assert b.log_start_offset == b.log_end_offset == 40
+        assert set(res.moved) == {("a", 0), ("b", 0)}
