@@ -104,7 +104,7 @@ REJECTED = [
      'Option "[at-min-isr-partitions]" can\'t be used with option "[topics-with-overrides]"'),
     (["--alter", "--topic", "t"], 'Missing required argument "[partitions]"'),
     (["--delete"], 'Missing required argument "[topic]"'),
-    (["--describe", "--if-exists"], "--topic is required to describe a topic"),
+    (["--describe", "--if-exists"], "--topic or --topic-id is required to describe a topic"),
     (["--alter", "--topic", "t", "--partitions", "2", "--config", "retention.ms=1"],
      f'Option combination "[data-dir],[config]" can\'t be used with option "[alter]"{HINT}'),
 ]

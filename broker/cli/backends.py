@@ -59,7 +59,7 @@ class Backend(Protocol):
     def close(self) -> None: ...
     def list_topics(self) -> list[str]: ...
     def describe_topics(self, names: list[str]) -> list[TopicDesc]: ...
-    def create_topic(self, name: str, partitions: int, rf: int, configs: dict[str, str]) -> None: ...
+    def create_topic(self, name: str, partitions: int, rf: int, configs: dict[str, str]) -> None: ...  # -1: default
     def alter_partitions(self, name: str, count: int) -> None: ...
     def delete_topic(self, name: str) -> None: ...
     def topic_configs(self, name: str) -> list[dict[str, Any]]: ...
@@ -280,6 +280,10 @@ class DirBackend:
         return out
 
     def create_topic(self, name: str, partitions: int, rf: int, configs: dict[str, str]) -> None:
+        # -1: the default, as a broker would take it (num.partitions and default.replication.factor
+        # are broker settings; a log dir's is 1)
+        partitions = 1 if partitions == -1 else partitions
+        rf = 1 if rf == -1 else rf
         if rf != 1:
             from ..admin_client import KafkaError
             raise KafkaError(38, f"Replication factor: {rf} larger than available brokers: 1.")
@@ -442,9 +446,53 @@ class DirBackend:
         return {n: one for n in node_ids}
 
 
-def open_backend(args: argparse.Namespace, *, create: bool = False) -> Backend:
-    """The backend the target flags name; `create`: a --data-dir that does not exist yet is made."""
+def broker_configs(be: Any, name: str) -> list[dict[str, Any]]:
+    """DescribeConfigs of the BROKER resource `name` (a broker id, or "" for the cluster-wide
+    defaults) with synonyms, through the broker: entries as AdminClient.describe_configs gives a
+    topic's."""
+    from ..admin_client import API_DESCRIBE_CONFIGS, KafkaError
+    from ..admin_client.connection import code_of
+    resp = be.client.request(API_DESCRIBE_CONFIGS, {
+        "resources": [{"resource_type": 4, "resource_name": name, "configuration_keys": None}],
+        "include_synonyms": True, "include_documentation": False})
+    out = []
+    for r in resp.results:
+        if code_of(r.error_code):
+            raise KafkaError(code_of(r.error_code), getattr(r, "error_message", None))
+        for c in r.configs:
+            out.append({"name": c.name, "value": c.value, "source": int(getattr(c, "config_source", -1)),
+                        "sensitive": bool(c.is_sensitive),
+                        "synonyms": [(int(x.source), x.name, x.value) for x in getattr(c, "synonyms", ())]})
+    return out
+
+
+_ADMIN_USED = {"client.id", "security.protocol", "bootstrap.servers"}  # bootstrap.servers: the flag wins
+
+
+def command_config_client_id(args: argparse.Namespace, client_id: str) -> str:
+    """The client id after reading the `--command-config` file, if the tool has the flag and it
+    was given: its `client.id` wins; a `security.protocol` other than PLAINTEXT is a ToolError;
+    other keys are reported once on stderr as ignored."""
+    path = getattr(args, "command_config", None)
+    if not path:
+        return client_id
+    import sys
+    from .console_props import load_properties
+    props = load_properties(path, "--command-config")
+    proto = props.get("security.protocol", "PLAINTEXT").strip()
+    if proto.upper() != "PLAINTEXT":
+        raise ToolError(f"security.protocol={proto} in {path} is not supported: the broker speaks PLAINTEXT only")
+    ignored = sorted(k for k in props if k not in _ADMIN_USED)
+    if ignored:
+        sys.stderr.write(f"WARN Admin client properties this tool does not use were ignored: {', '.join(ignored)}\n")
+    return props.get("client.id") or client_id
+
+
+def open_backend(args: argparse.Namespace, *, create: bool = False, client_id: str = "logstore-cli") -> Backend:
+    """The backend the target flags name, after reading `--command-config` (when the tool has
+    it); `create`: a --data-dir that does not exist yet is made."""
     bs, dd = target(args)
+    client_id = command_config_client_id(args, client_id)
     if dd:
         return DirBackend(dd, create=create)
-    return NetBackend(typing.cast(str, bs), args.command_timeout)
+    return NetBackend(typing.cast(str, bs), args.command_timeout, client_id=client_id)

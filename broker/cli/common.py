@@ -6,7 +6,8 @@ errors are one line), `tool_parser` / `add_target` (a subcommand with the
 `--bootstrap-server | --data-dir` target flags), `target` (which of the two was given),
 `parse_props` (`--property` style flags: one key=value each), `parse_config_pairs` (kafka-topics'
 `--config`: one pair per flag, commas kept in the value), `parse_config_list` (kafka-configs'
-`--add-config`: `k=v,k=[a,b]`), `add_version_flag` (`--version`) and `run_tool`.
+`--add-config`: `k=v,k=[a,b]`), `add_command_config` (the admin tools' `--command-config`),
+`add_version_flag` (`--version`) and `run_tool`.
 
 Invariant (every tool's contract): an expected failure is one line on stderr, `<prefix><message>`,
 and exit code 1, never a traceback (unless LOGSTORE_DEBUG is set and the failure is a bug);
@@ -57,6 +58,13 @@ def add_target(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data-dir", metavar="DIR", help="open this log dir directly (no broker may hold it)")
     g.add_argument("--command-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="how long to wait for the broker (default 30)")
+
+
+def add_command_config(p: argparse.ArgumentParser) -> None:
+    """`--command-config FILE`, the admin tools' properties file for the admin client (read by
+    backends.open_backend)."""
+    p.add_argument("--command-config", metavar="FILE", help="properties file for the admin client (client.id is "
+                   "used, security.protocol must be PLAINTEXT, other keys are reported as ignored)")
 
 
 def parse_props(items: list[str] | None, flag: str) -> dict[str, str]:

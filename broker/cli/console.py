@@ -8,8 +8,11 @@ Kafka's default partitioner does), and the consumer's fetch loops: topic selecti
 batches checked and printed in order, and `--max-messages` / `--timeout-ms` stops. Line parsing
 (`parse.key`, `parse.headers`, ...), the record formatters (`--formatter`, `print.key`, ...) and
 the merging of `--producer-property` / `--consumer-property` / config files with the flags live
-in `console_props`. Over a broker they use `broker.admin_client` (AdminClient, GroupMember); on a
---data-dir, `logstore` in-process.
+in `console_props` (with the formatter's `key.deserializer` / `value.deserializer`, set by
+--property, --key-deserializer / --value-deserializer or --formatter-config). A time limit the user
+gave (the producer's max.block.ms, the consumer's --timeout-ms) also bounds the wait for a broker
+that accepts the connection but does not answer. Over a broker they use `broker.admin_client`
+(AdminClient, GroupMember); on a --data-dir, `logstore` in-process.
 
 Invariants: stdout carries only record output (the consumer writes bytes, unmodified); the
 consumer's summary `Processed a total of N messages` goes to stderr once consuming started, also
@@ -31,8 +34,9 @@ from typing import Any, Callable, Iterator
 
 from .backends import DirBackend
 from .common import ToolError, add_target, parse_props, run_tool, target, tool_parser
-from .console_props import (INTERNAL_TOPICS, ConsumerSettings, consumer_settings, invalid_topic_message,
-                            invalid_topic_reason, line_reader, make_formatter, producer_settings, reader_props)
+from .console_props import (INTERNAL_TOPICS, PRODUCER_CONFIG_FLAGS, ConsumerSettings, FormatError, consumer_settings,
+                            invalid_topic_message, invalid_topic_reason, line_reader, load_properties, make_formatter,
+                            producer_settings, reader_props)
 
 
 def _missing_topic(topic: str) -> ToolError:
@@ -86,6 +90,13 @@ def add_console_producer_parser(sub: Any) -> None:
     p.add_argument("--compression-codec", nargs="?", const="gzip", default="none",
                    choices=["none", "gzip", "snappy", "lz4", "zstd"],
                    help="compress batches: none (default), gzip (without a value), snappy, lz4 or zstd")
+    p.add_argument("--line-reader", default=None, metavar="CLASS",
+                   help="the line reader class: only Kafka's default LineMessageReader (the --property / "
+                        "--reader-config format) exists here")
+    for flag, key in PRODUCER_CONFIG_FLAGS:
+        p.add_argument(flag, type=int, default=None, metavar="N",
+                       help=f"{key}: accepted as kafka-console-producer.sh's flag"
+                            + (" (batch size in bytes)" if key == "batch.size" else "; reported as ignored"))
     p.add_argument("--producer-property", action="append", metavar="KEY=VALUE",
                    help="producer configs: acks, linger.ms, batch.size, max.block.ms and client.id are used "
                         "(an explicit flag above wins); any other is reported on stderr as ignored")
@@ -114,6 +125,14 @@ def _stdin_lines(tick: float) -> Iterator[str | None]:
         *lines, buf = buf.split(b"\n")
         for ln in lines:
             yield ln.decode("utf-8", "replace").rstrip("\r")
+
+
+def _first_contact_timeout(command_timeout: float, limit_ms: int | None) -> float:
+    """Seconds to wait for the broker on connecting: --command-timeout, or less when the tool's
+    own time limit in ms (the producer's max.block.ms, the consumer's --timeout-ms) is shorter."""
+    if limit_ms is None or limit_ms < 0:
+        return command_timeout
+    return min(command_timeout, max(limit_ms, 1) / 1000)
 
 
 def _producer_partitions(client: Any, topic: str, max_block_ms: int) -> int:
@@ -153,8 +172,12 @@ def _cmd_console_producer(args: argparse.Namespace) -> int:
             nparts = store.topic(args.topic).partitions
         else:
             from ..admin_client import AdminClient
-            client = AdminClient(bs, client_id=cfg.client_id, timeout=args.command_timeout)
+            # max.block.ms bounds the wait for the broker's metadata, as Kafka's producer: also
+            # the connection and its first answers, so an unresponsive broker fails within it
+            client = AdminClient(bs, client_id=cfg.client_id,
+                                 timeout=_first_contact_timeout(args.command_timeout, cfg.max_block_ms))
             nparts = _producer_partitions(client, args.topic, cfg.max_block_ms)
+            client.timeout = args.command_timeout
         _warn_ignored("Producer", cfg.ignored)
         partitioner = DefaultPartitioner(cfg.batch_size)
         pending: dict[int, list] = {}
@@ -237,6 +260,12 @@ def add_console_consumer_parser(sub: Any) -> None:
                         "org.apache.kafka.tools.consumer.DefaultMessageFormatter) or "
                         "kafka.tools.NoOpMessageFormatter (prints nothing); other classes are refused")
     p.add_argument("--property", action="append", metavar="KEY=VALUE", help=_FORMATTER_HELP)
+    p.add_argument("--formatter-config", metavar="FILE",
+                   help="formatter properties file; --property takes precedence over it")
+    p.add_argument("--key-deserializer", metavar="CLASS",
+                   help="the formatter's key.deserializer (e.g. org.apache.kafka.common.serialization."
+                        "LongDeserializer); --property key.deserializer=... takes precedence")
+    p.add_argument("--value-deserializer", metavar="CLASS", help="the formatter's value.deserializer")
     p.add_argument("--skip-message-on-error", action="store_true",
                    help="skip a record the formatter fails on instead of stopping (as in Kafka this does not "
                         "cover a corrupt record batch, which always stops the consumer)")
@@ -261,6 +290,7 @@ class _Run:
         self.timeout = None if timeout_ms is None or timeout_ms < 0 else timeout_ms / 1000
         self.out = sys.stdout.buffer
         self.count = 0
+        self.skip_errors = False  # --skip-message-on-error
         self.stopped = False
         self.started = False  # consuming began: the summary is printed at the end
         self.last_data = time.monotonic()
@@ -278,8 +308,15 @@ class _Run:
         return self.stopped or self.full() or (self.timeout is not None and self.idle_left() <= 0)
 
     def write(self, partition: int, ts_type: str, rec: Any) -> None:
-        self.out.write(self.fmt.format(partition, rec.offset, ts_type, rec.timestamp, rec.key, rec.value, rec.headers))
-        self.count += 1
+        self.count += 1  # counted even if it cannot be printed, as Kafka's
+        try:
+            data = self.fmt.format(partition, rec.offset, ts_type, rec.timestamp, rec.key, rec.value, rec.headers)
+        except FormatError as e:
+            if not self.skip_errors:
+                raise
+            sys.stderr.write(f"ERROR Error processing message, skipping this message: {e}\n")
+            return
+        self.out.write(data)
 
 
 def _invalid_batch(tp: tuple[str, int], offset: int, cause: Any, in_file: bool) -> ToolError:
@@ -364,8 +401,14 @@ def _cmd_console_consumer(args: argparse.Namespace) -> int:
             pattern = re.compile(include)
         except re.error as e:
             raise ToolError(f"Invalid regular expression '{include}' for --include: {e}") from None
-    props = parse_props(args.property, "--property")
+    # the formatter's properties as Kafka merges them: --formatter-config, the deserializer flags, --property
+    props = load_properties(args.formatter_config, "--formatter-config") if args.formatter_config else {}
+    for key, flag in (("key.deserializer", args.key_deserializer), ("value.deserializer", args.value_deserializer)):
+        if flag:
+            props[key] = flag
+    props.update(parse_props(args.property, "--property"))
     run = _Run(make_formatter(cfg.formatter, props), args.max_messages, args.timeout_ms)
+    run.skip_errors = args.skip_message_on_error
     bs, dd = target(args)
     _warn_ignored("Consumer", cfg.ignored)
 
@@ -434,7 +477,9 @@ def _consume_dir(args: argparse.Namespace, cfg: ConsumerSettings, run: _Run, dd:
                 raise _no_reset(missing)
             for tp in tps:
                 positions[tp] = committed[tp] if tp in committed else reset(tp, cfg.reset)
-            committed_pos = dict(positions)
+            # a position taken from auto.offset.reset is not committed yet: the next commit stores
+            # it, as Kafka's auto-commit does (the group resumes there, not at a later end)
+            committed_pos = {tp: committed[tp] for tp in tps if tp in committed}
         run.last_data = time.monotonic()  # --timeout-ms counts from when consuming starts
         while not run.done():
             before = run.count
@@ -474,7 +519,10 @@ def _consume_broker(args: argparse.Namespace, cfg: ConsumerSettings, run: _Run, 
     """Consume through a broker: a group member (range assignor) with --group / group.id, else
     every partition of the topics (or the one --partition) assigned by hand."""
     from ..admin_client import EARLIEST, LATEST, AdminClient, GroupMember, KafkaError
-    client = AdminClient(bs, client_id=cfg.client_id, timeout=args.command_timeout)
+    # --timeout-ms bounds the wait for the first answers too: an unresponsive broker fails within it
+    client = AdminClient(bs, client_id=cfg.client_id,
+                         timeout=_first_contact_timeout(args.command_timeout, args.timeout_ms))
+    client.timeout = args.command_timeout
     member = None
     positions: dict[tuple[str, int], int] = {}
     committed_pos: dict[tuple[str, int], int] = {}
@@ -516,7 +564,9 @@ def _consume_broker(args: argparse.Namespace, cfg: ConsumerSettings, run: _Run, 
         start = starts([tp for tp in tps if tp not in committed])
         for tp in tps:
             positions[tp] = committed.get(tp, start.get(tp, 0))
-        committed_pos = dict(positions)
+        # positions from auto.offset.reset are committed by the next commit, as Kafka's
+        # auto-commit does: the group then resumes there, not at whatever the end is later
+        committed_pos = {tp: committed[tp] for tp in tps if tp in committed}
 
     def commit(force: bool = False) -> None:
         nonlocal committed_pos

@@ -190,10 +190,29 @@ class ProducerSettings:
     ignored: list[str] = field(default_factory=list)
 
 
+# kafka-console-producer.sh's flags for producer configs this tool has no use for (but for
+# --max-partition-memory-bytes, Kafka's other name of batch.size): accepted, and an explicit flag
+# wins over the properties, as Kafka merges them; unused ones are reported as ignored
+PRODUCER_CONFIG_FLAGS = (("--request-timeout-ms", "request.timeout.ms"), ("--message-send-max-retries", "retries"),
+                         ("--retry-backoff-ms", "retry.backoff.ms"), ("--socket-buffer-size", "send.buffer.bytes"),
+                         ("--max-memory-bytes", "buffer.memory"), ("--max-partition-memory-bytes", "batch.size"),
+                         ("--metadata-expiry-ms", "metadata.max.age.ms"))
+LINE_READERS = ("kafka.tools.ConsoleProducer$LineMessageReader", "kafka.tools.LineMessageReader",
+                "org.apache.kafka.tools.LineMessageReader")
+
+
 def producer_settings(args: Any) -> ProducerSettings:
     """--producer.config, then --producer-property, then the flags (an explicit flag wins)."""
+    reader = getattr(args, "line_reader", None)
+    if reader is not None and reader.strip() not in LINE_READERS:
+        raise ToolError(f"--line-reader {reader} is not supported: only the default line reader "
+                        f"({LINE_READERS[-1]}) exists here")
     props = load_properties(args.producer_config, "--producer.config") if args.producer_config else {}
     props.update(parse_props(args.producer_property, "--producer-property"))
+    for flag, key in PRODUCER_CONFIG_FLAGS:
+        value = getattr(args, flag[2:].replace("-", "_"), None)
+        if value is not None:
+            props[key] = str(value)
 
     def merged(key: str, flag_value: Any, default: Any) -> Any:
         if flag_value is not None:
@@ -207,7 +226,10 @@ def producer_settings(args: Any) -> ProducerSettings:
     return ProducerSettings(
         acks=acks,
         linger_ms=_int("linger.ms", merged("linger.ms", args.timeout, 1000)),
-        batch_size=_int("batch.size", merged("batch.size", args.batch_size, 16384)),
+        # --max-partition-memory-bytes is merged after --batch-size in Kafka, so it wins
+        batch_size=_int("batch.size", merged("batch.size", getattr(args, "max_partition_memory_bytes", None)
+                                             if getattr(args, "max_partition_memory_bytes", None) is not None
+                                             else args.batch_size, 16384)),
         max_block_ms=_int("max.block.ms", merged("max.block.ms", args.max_block_ms, 60000)),
         client_id=props.get("client.id") or "console-producer",
         ignored=sorted(k for k in props if k not in _PRODUCER_USED and k not in _PRODUCER_OVERRIDDEN))
@@ -234,10 +256,57 @@ FORMATTERS = {
 }
 
 
+class FormatError(ToolError):
+    """A record the formatter cannot print (a deserializer refused its bytes): the consumer stops,
+    or skips the record with --skip-message-on-error, as Kafka's."""
+
+
+def _fixed_int(name: str, size: int) -> Callable[[bytes], bytes]:
+    def de(b: bytes) -> bytes:
+        if len(b) != size:
+            raise FormatError(f"org.apache.kafka.common.errors.SerializationException: Size of data received by "
+                              f"{name} is not {size}")
+        return str(int.from_bytes(b, "big", signed=True)).encode()
+    return de
+
+
+def _utf8(b: bytes) -> bytes:
+    return b.decode("utf-8", "replace").encode()
+
+
+_SERDE = "org.apache.kafka.common.serialization."
+# the deserializers DefaultMessageFormatter is most often given (key.deserializer /
+# value.deserializer, --key-deserializer / --value-deserializer): the record's bytes to what
+# Kafka prints, String.valueOf of the deserialized object
+DESERIALIZERS: dict[str, Callable[[bytes], bytes]] = {
+    _SERDE + "ByteArrayDeserializer": lambda b: b,
+    _SERDE + "StringDeserializer": _utf8,
+    _SERDE + "UUIDDeserializer": _utf8,
+    _SERDE + "LongDeserializer": _fixed_int("LongDeserializer", 8),
+    _SERDE + "IntegerDeserializer": _fixed_int("IntegerDeserializer", 4),
+    _SERDE + "ShortDeserializer": _fixed_int("ShortDeserializer", 2),
+}
+
+
+def _deserializer(props: dict[str, str], key: str) -> Callable[[bytes], bytes] | None:
+    name = props.get(key)
+    if name is None or not name.strip():
+        return None
+    de = DESERIALIZERS.get(name.strip())
+    if de is None:
+        known = ", ".join(sorted(n.rsplit(".", 1)[1] for n in DESERIALIZERS))
+        raise ToolError(f"{key} {name.strip()} is not supported: the deserializers here are {known} "
+                        f"(of {_SERDE[:-1]})")
+    return de
+
+
 class DefaultMessageFormatter:
     """Kafka's DefaultMessageFormatter."""
 
     def __init__(self, props: dict[str, str]):
+        self.key_de = _deserializer(props, "key.deserializer")
+        self.value_de = _deserializer(props, "value.deserializer")
+
         def flag(k: str, default: bool) -> bool:
             return props.get(k, "true" if default else "false").strip().lower() == "true"
 
@@ -264,12 +333,12 @@ class DefaultMessageFormatter:
                 cols.append(self.headers_sep.join(k.encode() + b":" + (v if v is not None else self.null)
                                                   for k, v in headers))
         if self.key:
-            cols.append(key if key is not None else self.null)
+            cols.append(self.null if key is None else self.key_de(key) if self.key_de else key)
         out = self.key_sep.join(cols)
         if self.value:
             if cols:
                 out += self.key_sep
-            out += (value if value is not None else self.null) + self.line_sep
+            out += (self.null if value is None else self.value_de(value) if self.value_de else value) + self.line_sep
         elif cols:
             out += self.line_sep
         return out

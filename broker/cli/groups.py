@@ -6,7 +6,8 @@ messages: which options need or exclude which), `--delete` and `--delete-offsets
 Kafka's TOPIC PARTITION STATUS table). The views (`--describe --offsets | --members | --state`,
 `--list --state`) are groups_describe.py; `--reset-offsets` (its scenarios, a dry run unless
 --execute, `--export` / `--from-file` CSV, `--to-datetime` / `--by-duration` parsing) is
-groups_reset.py.
+groups_reset.py. `--command-config` (common.py / backends.py) and Kafka's `--timeout MS` (the
+wait for the broker's answers, instead of --command-timeout) are accepted as Kafka's.
 
 Invariants: every usage error is found before a broker or log dir is opened; offsets are reset
 only for a group that is Empty or Dead; `--describe` of a group that does not exist prints
@@ -22,7 +23,7 @@ import sys
 from typing import Any
 
 from .backends import Backend, open_backend
-from .common import ToolError, add_target, run_tool, tool_parser
+from .common import ToolError, add_command_config, add_target, run_tool, tool_parser
 from .groups_describe import describe_groups, list_groups
 from .groups_reset import SCENARIOS, missing_scenario_message, parse_topic_spec, reset_offsets, scenario_conflict
 from .groups_reset import prepare as reset_prepare
@@ -56,6 +57,10 @@ def add_consumer_groups_parser(sub: Any) -> None:
                     "consumer group offsets or delete some of their offsets; same flags, output and errors as "
                     "kafka-consumer-groups.sh.")
     add_target(p)
+    add_command_config(p)
+    p.add_argument("--timeout", type=int, metavar="MS",
+                   help="how long to wait for the broker's answers, in ms (as Kafka's --timeout; overrides "
+                        "--command-timeout)")
     a = p.add_argument_group("action (exactly one)")
     a.add_argument("--list", action="store_true", help="list all consumer groups (with --state: and their states)")
     a.add_argument("--describe", action="store_true",
@@ -174,6 +179,8 @@ def check_args(args: argparse.Namespace) -> str:
 def _cmd_consumer_groups(args: argparse.Namespace) -> int:
     action = check_args(args)
     prepared = reset_prepare(args) if action == "reset_offsets" else {}
+    if args.timeout is not None:  # Kafka's --timeout (ms) bounds the admin client's calls
+        args.command_timeout = max(args.timeout, 1) / 1000
     be = open_backend(args)
     try:
         if action == "list":

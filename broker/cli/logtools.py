@@ -50,6 +50,8 @@ def add_dump_log_parser(sub: Any) -> None:
     p.add_argument("--index-sanity-check", action="store_true",
                    help="only run the start-up sanity check of each .index / .timeindex (`F passed sanity check.`)")
     p.add_argument("--max-bytes", type=int, default=None, help="read at most this many bytes of each .log")
+    p.add_argument("--max-message-size", type=int, default=None, metavar="BYTES",
+                   help="accepted for kafka-dump-log.sh compatibility: batches are read whole, whatever their size")
     add_version_flag(p)
     p.set_defaults(func=lambda args: run_tool(_cmd_dump_log, args, "Error: "))
 

@@ -34,8 +34,8 @@ import re
 import sys
 from typing import Any, NamedTuple
 
-from .backends import Backend, DirBackend, NetBackend
-from .common import ToolError, add_target, add_version_flag, run_tool, target, tool_parser
+from .backends import Backend, open_backend
+from .common import ToolError, add_command_config, add_target, add_version_flag, run_tool, target, tool_parser
 
 # The Java exception (class, default message) Kafka's admin client raises for an error code; its
 # tools print a failed partition as `<class>: <message>`. Codes a partition can answer here.
@@ -72,33 +72,15 @@ def kafka_exception(code: int) -> str:
 
 # -- shared: --command-config and opening the target ------------------------------------------------
 
-_ADMIN_USED = {"client.id", "security.protocol", "bootstrap.servers"}  # bootstrap.servers: the flag wins
-
-
 def _add_common(p: argparse.ArgumentParser) -> None:
     add_target(p)
-    p.add_argument("--command-config", metavar="FILE", help="properties file for the admin client (client.id is "
-                   "used, security.protocol must be PLAINTEXT, other keys are reported as ignored)")
+    add_command_config(p)
     add_version_flag(p)
 
 
 def _open(args: argparse.Namespace, client_id: str) -> Backend:
     """The target's backend, after reading --command-config."""
-    bs, dd = target(args)
-    if args.command_config:
-        from .console_props import load_properties
-        props = load_properties(args.command_config, "--command-config")
-        proto = props.get("security.protocol", "PLAINTEXT").strip()
-        if proto.upper() != "PLAINTEXT":
-            raise ToolError(f"security.protocol={proto} in {args.command_config} is not supported: the broker speaks "
-                            "PLAINTEXT only")
-        client_id = props.get("client.id") or client_id
-        ignored = sorted(k for k in props if k not in _ADMIN_USED)
-        if ignored:
-            sys.stderr.write(f"WARN Admin client properties this tool does not use were ignored: {', '.join(ignored)}\n")
-    if dd:
-        return DirBackend(dd)
-    return NetBackend(str(bs), args.command_timeout, client_id=client_id)
+    return open_backend(args, client_id=client_id)
 
 
 def _java_split(s: str) -> list[str]:

@@ -9,6 +9,11 @@ flag combinations kafka-topics.sh refuses (`Option "[partitions]" can't be used 
 opened. `--describe` takes Kafka's partition filters (--under-replicated-partitions,
 --under-min-isr-partitions, --at-min-isr-partitions, --unavailable-partitions: Kafka's predicates
 on each partition's leader, replicas, ISR and min.insync.replicas) and --topics-with-overrides.
+`--describe --topic-id ID` describes the topic with that id; `--create` without --partitions /
+--replication-factor leaves them to the broker (num.partitions, default.replication.factor), and
+`--replica-assignment` gives them per partition (its broker ids must exist). `configs` also
+describes broker entities (`--entity-type brokers [--entity-name ID | --entity-default]`,
+`--broker`, `--broker-defaults`), entries sorted by name; they are read-only here.
 `--config` is one `key=value` per flag (the value may hold commas); configs' `--add-config` is a
 comma-separated list with `[a,b]` grouping. `configs --describe` on a log dir lists synonyms as
 the broker does (`dir_synonyms`), so both targets print the same lines.
@@ -25,8 +30,8 @@ import argparse
 from typing import Any
 
 from .backends import open_backend
-from .common import (ToolError, add_target, add_version_flag, parse_config_list, parse_config_pairs, run_tool,
-                     target, tool_parser)
+from .common import (ToolError, add_command_config, add_target, add_version_flag, parse_config_list, parse_config_pairs,
+                     run_tool, target, tool_parser)
 
 
 def _b64_uuid(u: Any) -> str:
@@ -39,6 +44,25 @@ def _b64_uuid(u: Any) -> str:
     if u.int == 0:
         return ""
     return base64.urlsafe_b64encode(u.bytes).decode().rstrip("=")
+
+
+def _topic_id_arg(text: str | None) -> str | None:
+    """`--topic-id`: the id in Kafka's form (URL-safe base64 of 16 bytes, no padding), or None
+    for none or the zero id (then --topic is used, as Kafka does); a malformed id is a ToolError."""
+    import base64
+    import binascii
+    if text is None:
+        return None
+    s = text.strip()
+    try:
+        raw = base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 16:
+        raise ToolError(f"Unable to convert base64 string to UUID: {text!r} is not 16 bytes of URL-safe base64")
+    if raw == bytes(16):
+        return None
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def _kafka_msg(e: Any, topic: str) -> str:
@@ -58,6 +82,7 @@ def add_topics_parser(sub: Any) -> None:
     p = tool_parser(sub, "topics", "create, list, describe, alter and delete topics (kafka-topics.sh)",
                     "Create, delete, describe, or change a topic; same flags and output as kafka-topics.sh.")
     add_target(p)
+    add_command_config(p)
     a = p.add_argument_group("action (exactly one)")
     for flag, what in (("--create", "create a topic"), ("--list", "list topics"),
                        ("--describe", "describe topics"),
@@ -65,8 +90,16 @@ def add_topics_parser(sub: Any) -> None:
                        ("--delete", "delete a topic")):
         a.add_argument(flag, action="store_true", help=what)
     p.add_argument("--topic", help="topic name (or a regular expression for --list/--describe/--alter/--delete)")
+    p.add_argument("--topic-id", help="--describe: the topic with this id (as printed after TopicId:); used "
+                                      "instead of --topic when both are given")
+    p.add_argument("--partition-size-limit-per-response", type=int, metavar="N",
+                   help="--describe: accepted for kafka-topics.sh compatibility (the answer is never split)")
     p.add_argument("--partitions", type=int, help="partition count (--create, --alter only)")
     p.add_argument("--replication-factor", type=int, default=None, help="--create only; must be 1 (a single broker)")
+    p.add_argument("--replica-assignment", metavar="B:B,B:B",
+                   help="--create / --alter: the brokers of each partition (partitions comma separated, their "
+                        "replicas colon separated); --create takes the partition count and replication factor "
+                        "from it; this single broker's id is the only one there is")
     p.add_argument("--config", action="append", metavar="KEY=VALUE",
                    help="--create only: a topic config override, one per flag (repeatable); the value may hold "
                         "commas: --config cleanup.policy=compact,delete")
@@ -100,6 +133,7 @@ def _given(args: argparse.Namespace) -> list[str]:
     for name, present in (("bootstrap-server", args.bootstrap_server), ("data-dir", args.data_dir),
                           ("topic", args.topic is not None), ("partitions", args.partitions is not None),
                           ("replication-factor", args.replication_factor is not None), ("config", args.config),
+                          ("replica-assignment", args.replica_assignment is not None),
                           ("if-exists", args.if_exists), ("if-not-exists", args.if_not_exists),
                           ("exclude-internal", args.exclude_internal),
                           ("topics-with-overrides", args.topics_with_overrides)):
@@ -118,8 +152,8 @@ def check_topic_args(args: argparse.Namespace) -> str:
         raise ToolError("Command must include exactly one action: --list, --describe, --create, --alter or --delete")
     action = actions[0]
     bs, _dd = target(args)
-    if action == "describe" and args.if_exists and args.topic is None:
-        raise ToolError("--topic is required to describe a topic")
+    if action == "describe" and args.if_exists and args.topic is None and args.topic_id is None:
+        raise ToolError("--topic or --topic-id is required to describe a topic")
     if action not in ("list", "describe") and not args.topic:
         raise ToolError('Missing required argument "[topic]"')
     if action == "alter":
@@ -139,6 +173,9 @@ def check_topic_args(args: argparse.Namespace) -> str:
     invalid("config", ("alter", "create"))
     invalid("partitions", ("alter", "create"))
     invalid("replication-factor", ("create",))
+    invalid("replica-assignment", ("alter", "create"))
+    if action == "create":
+        invalid("replica-assignment", _ACTIONS, ("partitions", "replication-factor"))
     for report in _REPORTS:
         invalid(report, ("describe",), ("topics-with-overrides",))
     invalid("topics-with-overrides", ("describe",), _REPORTS)
@@ -146,6 +183,37 @@ def check_topic_args(args: argparse.Namespace) -> str:
     invalid("if-not-exists", ("create",))
     invalid("exclude-internal", ("list", "describe"))
     return action
+
+
+def parse_replica_assignment(text: str) -> list[list[int]]:
+    """kafka-topics.sh --replica-assignment `0:1,1:2`: each partition's broker ids, in order
+    (TopicCommand.parseReplicaAssignment: no broker twice in a partition, one replica count)."""
+    out: list[list[int]] = []
+    for i, part in enumerate(text.split(",")):
+        ids = []
+        for b in part.split(":"):
+            try:
+                ids.append(int(b.strip()))
+            except ValueError:
+                raise ToolError(f'For input string: "{b.strip()}"') from None
+        dups = sorted({b for b in ids if ids.count(b) > 1})
+        if dups:
+            raise ToolError("Partition replica lists may not contain duplicate entries: " + ",".join(map(str, dups)))
+        if out and len(ids) != len(out[0]):
+            raise ToolError(f"Partition {i} has different replication factor: [{', '.join(map(str, ids))}]")
+        out.append(ids)
+    return out
+
+
+def _check_assignment_brokers(be: Any, assignment: list[list[int]]) -> None:
+    """Every broker named by --replica-assignment must exist (the broker's own check, made here
+    for --alter and --data-dir too)."""
+    known = set(be.node_ids())
+    for ids in assignment:
+        for b in ids:
+            if b not in known:
+                raise ToolError(f"The manual partition assignment includes broker {b}, but no such broker is "
+                                "registered.")
 
 
 def _match_topics(all_topics: list[str], pattern: str | None, exclude_internal: bool) -> list[str]:
@@ -169,6 +237,7 @@ def _cmd_topics(args: argparse.Namespace) -> int:
     if args.replication_factor is not None and args.replication_factor < 1:
         raise ToolError("The replication factor must be between 1 and 32767 inclusive")
     configs = parse_config_pairs(args.config, "--config")
+    assignment = parse_replica_assignment(args.replica_assignment) if args.replica_assignment else None
     be = open_backend(args, create=action == "create")  # --create may start a new log dir
     try:
         if action == "create":
@@ -176,7 +245,14 @@ def _cmd_topics(args: argparse.Namespace) -> int:
                 print("WARNING: Due to limitations in metric names, topics with a period ('.') or underscore ('_') "
                       "could collide. To avoid issues it is best to use either, but not both.")
             try:
-                be.create_topic(args.topic, args.partitions or 1, args.replication_factor or 1, configs)
+                if assignment is not None:
+                    _check_assignment_brokers(be, assignment)
+                    be.create_topic(args.topic, len(assignment), len(assignment[0]), configs)
+                else:
+                    # without --partitions / --replication-factor the broker's defaults apply
+                    # (num.partitions, default.replication.factor), as with Kafka's tool: -1
+                    be.create_topic(args.topic, args.partitions if args.partitions is not None else -1,
+                                    args.replication_factor or -1, configs)
             except Exception as e:
                 if getattr(e, "code", None) == 36 or type(e).__name__ == "TopicAlreadyExistsError":
                     if args.if_not_exists:
@@ -184,6 +260,19 @@ def _cmd_topics(args: argparse.Namespace) -> int:
                     raise ToolError(f"Topic '{args.topic}' already exists.") from None
                 raise
             print(f"Created topic {args.topic}.")
+            return 0
+        tid = _topic_id_arg(args.topic_id) if action == "describe" else None
+        if tid:
+            if args.topic is not None:
+                print("Only topic id will be used when both --topic and --topic-id are specified and topicId is "
+                      "not Uuid.ZERO_UUID")
+            names = _match_topics(be.list_topics(), None, args.exclude_internal)
+            topics = [d.name for d in be.describe_topics(names) if _b64_uuid(d.topic_id) == tid]
+            if not topics:
+                if args.if_exists:
+                    return 0
+                raise ToolError(f"TopicId '{tid}' does not exist as expected")
+            _describe(be, topics, args)
             return 0
         topics = _match_topics(be.list_topics(), args.topic, args.exclude_internal)
         if args.topic and not topics and action != "list":
@@ -198,6 +287,8 @@ def _cmd_topics(args: argparse.Namespace) -> int:
             for t in topics:
                 try:
                     if action == "alter":
+                        if assignment is not None:
+                            _check_assignment_brokers(be, assignment)
                         be.alter_partitions(t, args.partitions)
                     else:
                         be.delete_topic(t)
@@ -252,10 +343,17 @@ def add_configs_parser(sub: Any) -> None:
     p = tool_parser(sub, "configs", "describe and alter topic configs (kafka-configs.sh)",
                     "Describe or change topic configs; same flags and output as kafka-configs.sh.")
     add_target(p)
+    add_command_config(p)
     p.add_argument("--describe", action="store_true", help="list the configs of a topic (or of all topics)")
     p.add_argument("--alter", action="store_true", help="change configs (--add-config / --delete-config)")
-    p.add_argument("--entity-type", choices=["topics"], help="only 'topics' exists here")
-    p.add_argument("--entity-name", help="the topic")
+    p.add_argument("--entity-type", choices=["topics", "brokers"],
+                   help="topics, or brokers (--describe only: broker configs are read-only here)")
+    p.add_argument("--entity-name", help="the topic, or the broker id")
+    p.add_argument("--entity-default", action="store_true",
+                   help="with --entity-type brokers: the cluster-wide dynamic broker defaults")
+    p.add_argument("--broker", metavar="ID", help="same as --entity-type brokers --entity-name ID")
+    p.add_argument("--broker-defaults", action="store_true",
+                   help="same as --entity-type brokers --entity-default")
     p.add_argument("--topic", dest="entity_topic", help="same as --entity-type topics --entity-name T")
     p.add_argument("--add-config", action="append", metavar="K=V[,K=V]",
                    help="configs to set, comma separated; a value with commas goes in square brackets: "
@@ -294,9 +392,64 @@ def dir_synonyms(be: Any, entry: dict[str, Any]) -> list[tuple[int, str, str]]:
     return out
 
 
+_DYNAMIC_BROKER, _DYNAMIC_DEFAULT_BROKER = 2, 3
+
+
+def _print_config_entry(c: dict[str, Any], synonyms: list[tuple[int, str, str]]) -> None:
+    from ..admin_client import CONFIG_SOURCES
+    def text(v: Any) -> str:
+        return "null" if v is None else str(v)  # a value the broker does not give (unset, sensitive)
+    syn = ", ".join(f"{CONFIG_SOURCES.get(s, s)}:{n}={text(v)}" for s, n, v in synonyms)
+    print(f"  {c['name']}={text(c['value'])} sensitive={'true' if c['sensitive'] else 'false'} synonyms={{{syn}}}")
+
+
+def _configs_brokers(args: argparse.Namespace) -> int:
+    """kafka-configs.sh --entity-type brokers (or --broker ID / --broker-defaults): --describe
+    of a broker's configs (`Dynamic configs for broker 0 are:` / `All configs ...`, or `Default
+    configs for brokers in the cluster are:`), entries sorted by name as Kafka's tool sorts them;
+    without a name, every broker and then the defaults. Broker configs are read-only here."""
+    if args.entity_topic is not None:
+        raise ToolError("--topic names a topic: it cannot be used with --entity-type brokers")
+    name = args.broker if args.broker is not None else args.entity_name
+    default = args.entity_default or args.broker_defaults
+    if name is not None and default:
+        raise ToolError("--entity-name and --entity-default cannot be used together")
+    if name is not None:
+        try:
+            int(name)
+        except ValueError:
+            raise ToolError(f"The entity name for brokers must be a valid integer broker id, found: {name}") from None
+    if args.alter:
+        raise ToolError("broker configs are read-only here: set them in server.properties (logstore serve "
+                        "--override key=value)")
+    bs, _dd = target(args)
+    if not bs:
+        raise ToolError("broker configs are described by the broker: use --bootstrap-server")
+    from .backends import broker_configs
+    be = open_backend(args)
+    try:
+        entities = [name] if name is not None else [""] if default else [str(n) for n in be.node_ids()] + [""]
+        for entity in entities:
+            if entity == "":
+                print("Default configs for brokers in the cluster are:")
+            else:
+                print(f"{'All' if args.all else 'Dynamic'} configs for broker {entity} are:")
+            wanted = None if args.all else _DYNAMIC_DEFAULT_BROKER if entity == "" else _DYNAMIC_BROKER
+            for c in sorted(broker_configs(be, entity), key=lambda c: c["name"]):
+                if wanted is None or c["source"] == wanted:
+                    _print_config_entry(c, c["synonyms"])
+        return 0
+    finally:
+        be.close()
+
+
 def _cmd_configs(args: argparse.Namespace) -> int:
     if args.describe == args.alter:
         raise ToolError("Command must include exactly one action: --describe, --alter")
+    if args.entity_type == "brokers" or args.broker is not None or args.broker_defaults:
+        return _configs_brokers(args)
+    if args.entity_default:
+        raise ToolError("--entity-default applies to --entity-type brokers only")
     name = args.entity_topic or args.entity_name
     if args.entity_topic is None and args.entity_type is None:
         raise ToolError("an entity type must be given: --entity-type topics (or --topic T)")
@@ -322,10 +475,7 @@ def _cmd_configs(args: argparse.Namespace) -> int:
             for c in be.topic_configs(t):
                 if not args.all and c["source"] != 1:
                     continue
-                from ..admin_client import CONFIG_SOURCES
-                synonyms = dir_synonyms(be, c) if args.data_dir else c["synonyms"]
-                syn = ", ".join(f"{CONFIG_SOURCES.get(s, s)}:{n}={v}" for s, n, v in synonyms)
-                print(f"  {c['name']}={c['value']} sensitive={'true' if c['sensitive'] else 'false'} synonyms={{{syn}}}")
+                _print_config_entry(c, dir_synonyms(be, c) if args.data_dir else c["synonyms"])
         return 0
     finally:
         be.close()
