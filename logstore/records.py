@@ -639,9 +639,15 @@ def _decode_records(data: bytes, h: BatchHeader) -> list[Record]:
             pos += 1
         else:
             nh, pos = varint(data, pos)
+            # a header takes at least 2 bytes (two one-byte lengths): a damaged count must not
+            # make the loop run (and allocate) far past the record
+            if nh < 0 or 2 * nh > rec_end - pos:
+                raise ValueError(f"record at offset delta {off_delta} claims {nh} headers in {rec_end - pos} bytes")
             headers = []
             for _h in range(nh):
                 hkl, pos = varint(data, pos)
+                if hkl < 0:  # would move `pos` backwards
+                    raise ValueError(f"negative header key length {hkl} at offset delta {off_delta}")
                 hk = data[pos:pos + hkl].decode()
                 pos += hkl
                 hvl, pos = varint(data, pos)

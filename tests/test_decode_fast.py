@@ -153,3 +153,36 @@ def test_without_the_compiled_reader_everything_decodes_the_pure_way(monkeypatch
         got = lg.read(0)
     assert [(r.key, r.value, r.headers) for r in got] == [(r.key, r.value, r.headers) for w in want for r in w]
     assert [r.offset for r in got] == list(range(100))
+
+
+def test_a_damaged_header_count_or_key_length_is_refused_without_looping() -> None:
+    """A header key length of -1 moved the pure decoder's position backwards: with a damaged
+    header count of millions it appended the same empty header until memory ran out (CI was
+    OOM-killed at 20 GB). Both paths must refuse such a record at once."""
+    import resource
+    import time
+
+    good = R.build_batch([(b"k", b"v", [("h", b"x")])])
+    body = bytearray(good)
+    # the record: length, attrs, ts delta, offset delta, key len, key, value len, value, header count...
+    at = bytes(body).index(b"\x02h") - 1          # the header count varint (1 header: zigzag 2)
+    assert body[at] == 2
+    # count -1; 2^31 - 1; 2^27 - 1 ending in a 0x00 byte, which a key length of -2 (0x03) steps
+    # back onto: hvl 0 there, and the loop is where it began (the CI case)
+    for damage in (b"\x01", b"\xfe\xff\xff\xff\x0f", b"\xfe\xff\xff\xff\x00"):
+        for key_len in (b"\x01", b"\x02", b"\x03"):     # key length -1, 1, -2
+            data = bytearray(body[:at]) + damage + key_len + body[at + 2:]
+            struct.pack_into(">i", data, 8, len(data) - R.LOG_OVERHEAD)
+            t0 = time.monotonic()
+            # a regression raises MemoryError here instead of taking the machine's memory
+            soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+            with open("/proc/self/statm") as f:
+                vm = int(f.read().split()[0]) * resource.getpagesize()
+            resource.setrlimit(resource.RLIMIT_AS, (vm + (1 << 30), hard))
+            try:
+                for fast in (True, False):
+                    with pytest.raises(CorruptRecordError, match="position 4096 of seg.log"):
+                        R.decode_batch(bytes(data), verify_crc=False, path="seg.log", base=4096, fast=fast)
+            finally:
+                resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+            assert time.monotonic() - t0 < 5
