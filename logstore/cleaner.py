@@ -504,7 +504,7 @@ class LogCleaner:
         return groups
 
     def _clean_group(self, log: Log, group: list[LogSegment], m: OffsetMap, end: int, now_ms: int,
-                     st: CleanerStats, producers: "_LazyProducers | None" = None) -> tuple[LogSegment, int | None]:
+                     st: CleanerStats, producers: "_LazyProducers") -> tuple[LogSegment, int | None]:
         cfg = log.config
         base = group[0].base_offset
         stem = os.path.join(log.dir, f"{base:020d}")
@@ -528,7 +528,7 @@ class LogCleaner:
                     st.bytes_read += len(chunk)
                     last_h = batches[-1][1]
                     h_pending = self._filter_chunk(chunk, batches, at, seg, m, latest, now_ms, horizon, w, st,
-                                                   producers or {})
+                                                   producers)
                     if h_pending is not None:
                         pending = h_pending if pending is None else min(pending, h_pending)
             if last_h is not None and w.last_offset < last_h.last_offset:
@@ -547,11 +547,10 @@ class LogCleaner:
 
     def _filter_chunk(self, chunk: bytes, batches: list[tuple[int, R.BatchHeader]], at: int, seg: LogSegment,
                       m: OffsetMap, latest: int, now_ms: int, horizon: int, w: BatchWriter,
-                      st: CleanerStats, producers: "_LazyProducers | None" = None) -> int | None:
+                      st: CleanerStats, producers: "_LazyProducers") -> int | None:
         """Write the kept part of each batch of one chunk; returns the earliest delete horizon of
         the tombstones kept, if any. `producers`: producer id → last offset of its newest batch
         (that batch stays, empty if it keeps no record)."""
-        producers = producers or {}
         recs = ChunkRecords(chunk, batches, seg.log_path, at)
         n = recs.n
         st.records_read += n

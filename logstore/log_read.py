@@ -20,7 +20,7 @@ offset_for_timestamp O(segments) + one batch decode.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from . import records as R
 from .errors import CorruptRecordError, OffsetOutOfRangeError
@@ -52,9 +52,7 @@ class LogReader:
     lock: Any
     name: str
     log_end_offset: int
-
-    def _check_open(self) -> None:  # defined by Log
-        raise NotImplementedError
+    _check_open: Callable[[], None]
 
     def _check_range(self, offset: int) -> int:
         leo = self.log_end_offset

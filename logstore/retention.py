@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable
 
-from .errors import KafkaStorageError, LogStoreError
+from .errors import LogStoreError
 from .log import Log
 from .segment import LogSegment
 
@@ -122,11 +122,9 @@ def apply_retention(log: Log, now_ms: int | None = None, result: RetentionResult
         ok = by_start + by_time + by_size
         if ok and ok[-1] is log.active_segment:
             # the active segment expired: roll, so that the log keeps an (empty) active segment at
-            # its end offset, then delete it with the rest. An offline partition cannot roll: its
-            # sealed victims still go
+            # its end offset, then delete it with the rest. An offline partition cannot roll
+            # (roll raises KafkaStorageError): its sealed victims still go
             try:
-                if log.failed is not None:
-                    raise KafkaStorageError(f"partition {log.name} is offline: {log.failed}")
                 log.roll()
             except LogStoreError as e:
                 logger.warning("retention keeps the expired active segment of %s: %s", log.name, e)

@@ -31,7 +31,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from broker.coordinator import GroupCoordinator, OffsetAndMetadata, errors as E
-from ._util import GROUP_OPERATIONS
+from ._util import GROUP_OPERATIONS, NO_AUTH_OPS
 
 log = logging.getLogger("broker.handlers.groups")
 
@@ -51,7 +51,6 @@ VERSIONS: dict[int, tuple[str, int, int]] = {
 }
 
 _ZERO = datetime.timedelta(0)
-_INT32_MIN = -(2**31)
 
 
 # -- what a handler needs from the server's context ------------------------------------------------
@@ -290,7 +289,7 @@ async def describe_groups(ctx: Any, request: Any) -> Any:
     mod = _response_module(request)
     v = _version(request)
     coord = _coordinator(ctx)
-    ops = GROUP_OPERATIONS if getattr(request, "include_authorized_operations", False) else _INT32_MIN
+    ops = GROUP_OPERATIONS if getattr(request, "include_authorized_operations", False) else NO_AUTH_OPS
     out = []
     for gid in request.groups:
         d = coord.describe(gid)
@@ -300,7 +299,7 @@ async def describe_groups(ctx: Any, request: Any) -> Any:
             if gid in coord.consumer_groups:  # as Kafka 4 answers for a consumer-protocol group
                 msg = f"Group {gid} is not a classic group."
         out.append(_make(mod.DescribedGroup, error_code=err, error_message=msg, group_id=gid, group_state=d.state,
-                         protocol_type=d.protocol_type, protocol_data=d.protocol, authorized_operations=ops if d.found else _INT32_MIN,
+                         protocol_type=d.protocol_type, protocol_data=d.protocol, authorized_operations=ops if d.found else NO_AUTH_OPS,
                          members=tuple(_make(mod.DescribedGroupMember, member_id=m.member_id,
                                              group_instance_id=m.group_instance_id, client_id=m.client_id,
                                              client_host=m.client_host, member_metadata=m.metadata,
