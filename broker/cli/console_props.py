@@ -219,6 +219,7 @@ def producer_settings(args: Any) -> ProducerSettings:
             return flag_value
         return props.get(key, default)
 
+    partition_memory = getattr(args, "max_partition_memory_bytes", None)
     acks_s = str(merged("acks", args.request_required_acks, "-1")).strip().lower()
     acks = {"all": -1, "-1": -1, "1": 1, "0": 0}.get(acks_s)
     if acks is None:
@@ -227,9 +228,8 @@ def producer_settings(args: Any) -> ProducerSettings:
         acks=acks,
         linger_ms=_int("linger.ms", merged("linger.ms", args.timeout, 1000)),
         # --max-partition-memory-bytes is merged after --batch-size in Kafka, so it wins
-        batch_size=_int("batch.size", merged("batch.size", getattr(args, "max_partition_memory_bytes", None)
-                                             if getattr(args, "max_partition_memory_bytes", None) is not None
-                                             else args.batch_size, 16384)),
+        batch_size=_int("batch.size", merged("batch.size", args.batch_size if partition_memory is None
+                                             else partition_memory, 16384)),
         max_block_ms=_int("max.block.ms", merged("max.block.ms", args.max_block_ms, 60000)),
         client_id=props.get("client.id") or "console-producer",
         ignored=sorted(k for k in props if k not in _PRODUCER_USED and k not in _PRODUCER_OVERRIDDEN))
