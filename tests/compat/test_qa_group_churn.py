@@ -1,0 +1,359 @@
+"""Consumer groups under churn with real clients, as a Kafka user runs them (QA).
+
+Each group member is a process of its own running an unmodified client (confluent-kafka,
+kafka-python or aiokafka; SIGKILL is a real crash) against a real `logstore serve` process on
+127.0.0.1. Members consume and commit each record synchronously (at-least-once) and report on
+stdout what they consumed, what the broker acknowledged as committed, their assignment and their
+commit errors, so the tests check the group from the outside:
+
+- a classic group mixing the three libraries (the `range` assignor they all have) shares the
+  partitions, extra members idle; when a member is SIGKILLed its partitions move after its
+  session and the new owner resumes at the last acknowledged commit (nothing committed is lost,
+  at most the killed member's uncommitted record is read twice); partitions added to the
+  subscribed topic (CreatePartitions) are assigned and consumed;
+- a member that stops polling for longer than max.poll.interval.ms is put out of the group, its
+  partitions go to the other member from the last good commit, and its late commit is refused;
+- cooperative-sticky (incremental) rebalancing with confluent-kafka: members joining and leaving
+  move only the partitions that change owner;
+- KIP-848 (`group.protocol=consumer`) members joining, leaving and being SIGKILLed while they
+  consume and commit: no partition is ever in two members' assignments (ConsumerGroupDescribe
+  snapshots taken throughout) and nothing committed is lost;
+- a group whose topic is deleted (and created again) while it runs: its offsets go with the
+  topic, the recreated topic is read from the beginning;
+- list / describe / delete groups through the AdminClient while members churn.
+
+The broker runs with group.initial.rebalance.delay.ms=0 and group.min.session.timeout.ms=1000
+(group_helpers.BROKER_PROPS); members use small session timeouts and heartbeat every 300 ms.
+Every wait is a deadline on an observed condition.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+confluent_kafka = pytest.importorskip("confluent_kafka")
+pytest.importorskip("kafka")
+pytest.importorskip("aiokafka")
+from confluent_kafka import Producer  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic  # noqa: E402
+
+from broker.pytest_plugin import BrokerProcess, start_broker  # noqa: E402
+from tests.compat.group_helpers import BROKER_PROPS, MemberProcess, wait_for  # noqa: E402
+
+SESSION_MS = 4000
+KIP848_PROPS = {**BROKER_PROPS, "group.consumer.heartbeat.interval.ms": "300",
+                "group.consumer.session.timeout.ms": str(SESSION_MS)}
+
+
+@pytest.fixture
+def broker(tmp_path):
+    b = start_broker(str(tmp_path / "data"), overrides=KIP848_PROPS)
+    yield b
+    b.stop()
+
+
+def admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+
+
+def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    a = admin(bootstrap)
+    a.create_topics([NewTopic(name, partitions, 1)])[name].result(timeout=20)
+
+
+def produce(bootstrap: str, topic: str, partitions: list[int], per_partition: int, start: int = 0) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "log_level": 3})
+    for part in partitions:
+        for i in range(start, start + per_partition):
+            p.produce(topic, value=f"{part}-{i}".encode(), partition=part)
+    assert p.flush(20) == 0
+
+
+# -- a consuming, committing member in its own process ------------------------------------------------
+# argv[1] is a JSON object: lib, bootstrap, group, topics, strategy, session, protocol ("classic" or
+# "consumer"), max_poll_ms, stall_s (after its first record: stop polling that long, then commit it).
+# Prints JSON lines: {"a": [...]} its assignment ("topic:partition", sorted) when it changes,
+# {"got": [tp, offset]} a record consumed, {"ok": [tp, offset]} its commit acknowledged (the
+# committed position is offset + 1), {"err": "..."} a commit refused, {"revoked": n}.
+# SIGTERM closes the consumer (leaving the group).
+MEMBER = r'''
+import json, signal, sys, time
+opts = json.loads(sys.argv[1])
+lib, bootstrap, group, topics = opts["lib"], opts["bootstrap"], opts["group"], opts["topics"]
+strategy, session = opts.get("strategy", "range"), opts.get("session", 4000)
+max_poll_ms, stall_s = opts.get("max_poll_ms", 300000), opts.get("stall_s", 0)
+STOP = []
+signal.signal(signal.SIGTERM, lambda *a: STOP.append(1))
+def say(**x):
+    print(json.dumps(x), flush=True)
+last = None
+def report(assignment):
+    global last
+    a = sorted(f"{p.topic}:{p.partition}" for p in assignment)
+    if a != last:
+        say(a=a)
+        last = a
+stalled = []
+def stall():
+    if stall_s and not stalled:
+        stalled.append(1)
+        time.sleep(stall_s)
+if lib == "confluent":
+    from confluent_kafka import Consumer, KafkaException
+    conf = {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+            "auto.offset.reset": "earliest", "client.id": "churn-" + lib, "log_level": 0,
+            "topic.metadata.refresh.interval.ms": 1000, "max.poll.interval.ms": max_poll_ms}
+    if opts.get("protocol") == "consumer":
+        conf["group.protocol"] = "consumer"
+    else:
+        conf.update({"session.timeout.ms": session, "heartbeat.interval.ms": 300,
+                     "partition.assignment.strategy": strategy})
+    c = Consumer(conf)
+    def revoked(consumer, ps):
+        say(revoked=len(ps))
+    c.subscribe(topics, on_revoke=revoked)
+    while not STOP:
+        m = c.poll(0.1)
+        report(c.assignment())
+        if m is None or m.error():
+            continue
+        tp = f"{m.topic()}:{m.partition()}"
+        say(got=[tp, m.offset()])
+        stall()
+        try:
+            c.commit(message=m, asynchronous=False)
+            say(ok=[tp, m.offset()])
+        except KafkaException as e:
+            say(err=e.args[0].name())
+    c.close()
+elif lib == "kafka-python":
+    from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
+    from kafka.structs import OffsetAndMetadata
+    from kafka.coordinator.assignors.range import RangePartitionAssignor
+    from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+    assignor = {"range": RangePartitionAssignor, "roundrobin": RoundRobinPartitionAssignor}[strategy]
+    class Listener(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked):
+            say(revoked=len(revoked))
+        def on_partitions_assigned(self, assigned):
+            pass
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, session_timeout_ms=session,
+                      heartbeat_interval_ms=300, enable_auto_commit=False, auto_offset_reset="earliest",
+                      partition_assignment_strategy=[assignor], client_id="churn-" + lib, metadata_max_age_ms=1000,
+                      max_poll_interval_ms=max_poll_ms, max_poll_records=1)
+    c.subscribe(topics, listener=Listener())
+    while not STOP:
+        batch = c.poll(100)
+        report(c.assignment())
+        for ktp, recs in batch.items():
+            for r in recs:
+                tp = f"{ktp.topic}:{ktp.partition}"
+                say(got=[tp, r.offset])
+                stall()
+                try:
+                    c.commit({ktp: OffsetAndMetadata(r.offset + 1, "", -1)})
+                    say(ok=[tp, r.offset])
+                except KafkaError as e:
+                    say(err=type(e).__name__)
+    c.close(autocommit=False)
+else:
+    import asyncio
+    from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+    from aiokafka.errors import KafkaError
+    from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+    from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+    assignor = {"range": RangePartitionAssignor, "roundrobin": RoundRobinPartitionAssignor}[strategy]
+    class Listener(ConsumerRebalanceListener):
+        async def on_partitions_revoked(self, revoked):
+            say(revoked=len(revoked))
+        async def on_partitions_assigned(self, assigned):
+            pass
+    async def main():
+        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, session_timeout_ms=session,
+                             heartbeat_interval_ms=300, enable_auto_commit=False, auto_offset_reset="earliest",
+                             partition_assignment_strategy=(assignor,), client_id="churn-" + lib,
+                             metadata_max_age_ms=1000, max_poll_interval_ms=max_poll_ms)
+        c.subscribe(topics, listener=Listener())
+        await c.start()
+        while not STOP:
+            batch = await c.getmany(timeout_ms=100, max_records=1)
+            report(c.assignment())
+            for atp, recs in batch.items():
+                for r in recs:
+                    tp = f"{atp.topic}:{atp.partition}"
+                    say(got=[tp, r.offset])
+                    if stall_s and not stalled:
+                        stalled.append(1)
+                        await asyncio.sleep(stall_s)
+                    try:
+                        await c.commit({atp: r.offset + 1})
+                        say(ok=[tp, r.offset])
+                    except KafkaError as e:
+                        say(err=type(e).__name__)
+        await c.stop()
+    asyncio.run(main())
+'''
+
+
+class Member(MemberProcess):
+    """A consuming, committing member process (see MEMBER). `assignment` is its latest (a list of
+    "topic:partition"); `got` and `ok` the (tp, offset) it consumed and had committed, in order;
+    `errors` its refused commits."""
+
+    def __init__(self, tmp_path: Path, lib: str, bootstrap: str, group: str, topics: list[str], **opts) -> None:
+        self.lib = lib
+        self.got: list[tuple[str, int]] = []
+        self.ok: list[tuple[str, int]] = []
+        self.errors: list[str] = []
+        self.events: list[tuple[float, dict]] = []
+        self.lock = threading.Lock()
+        self.err_path = tmp_path / f"member-{lib}-{time.monotonic_ns()}.log"
+        args = json.dumps(dict(lib=lib, bootstrap=bootstrap, group=group, topics=topics, session=SESSION_MS,
+                               **opts))
+        with open(self.err_path, "wb") as err:
+            super().__init__(MEMBER, [args], stderr=err)
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            with self.lock:
+                self.events.append((time.monotonic(), ev))
+                if "a" in ev:
+                    self.assignment = ev["a"]
+                elif "got" in ev:
+                    self.got.append(tuple(ev["got"]))
+                elif "ok" in ev:
+                    self.ok.append(tuple(ev["ok"]))
+                elif "err" in ev:
+                    self.errors.append(ev["err"])
+                elif "revoked" in ev:
+                    self.revocations += 1
+
+    def close(self) -> None:
+        """SIGTERM: the member closes its consumer (leaves the group) and exits."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.err_path.read_text(errors="replace")[-3000:]
+
+
+@pytest.fixture
+def members():
+    started: list[Member] = []
+    yield started
+    for m in started:
+        m.kill()
+
+
+def tps(topic: str, n: int, start: int = 0) -> list[str]:
+    return [f"{topic}:{i}" for i in range(start, n)]
+
+
+def owns_exactly(group: list[Member], parts: list[str], idle: int = 0) -> bool:
+    """Every partition of `parts` in exactly one member's latest assignment; `idle` members own none."""
+    got = [m.assignment for m in group]
+    if any(a is None for a in got):
+        return False
+    flat = [p for a in got for p in a]  # type: ignore[union-attr]
+    return sorted(flat) == sorted(parts) and sum(1 for a in got if not a) == idle
+
+
+def consumed(group: list[Member]) -> dict[str, set[int]]:
+    out: dict[str, set[int]] = {}
+    for m in group:
+        with m.lock:
+            for tp, off in m.got:
+                out.setdefault(tp, set()).add(off)
+    return out
+
+
+def all_consumed(group: list[Member], ends: dict[str, int]) -> bool:
+    got = consumed(group)
+    return all(got.get(tp, set()) >= set(range(n)) for tp, n in ends.items())
+
+
+def committed_offsets(bootstrap: str, group: str) -> dict[str, int]:
+    a = admin(bootstrap)
+    res = a.list_consumer_group_offsets([confluent_kafka.ConsumerGroupTopicPartitions(group)])[group].result(20)
+    return {f"{tp.topic}:{tp.partition}": tp.offset for tp in res.topic_partitions}
+
+
+def check_handover(old: Member, new_owners: list[Member], tp: str, after: float) -> None:
+    """`tp` moved from `old` to one of `new_owners` at monotonic time `after`: the first record the
+    new owner read there is at the position `old` last had acknowledged as committed, or later
+    only by records `old` had consumed without its commit acknowledged (killed in between)."""
+    with old.lock:
+        acked = max((off + 1 for t, off in old.ok if t == tp), default=0)
+        read = max((off + 1 for t, off in old.got if t == tp), default=0)
+    firsts = []
+    for m in new_owners:
+        with m.lock:
+            firsts += [ev["got"][1] for at, ev in m.events if at >= after and "got" in ev and ev["got"][0] == tp][:1]
+    assert firsts, f"nobody read {tp} after the handover"
+    first = min(firsts)
+    assert acked <= first <= max(acked, read), \
+        f"{tp}: the new owner started at {first}; the old owner had {acked} committed and read up to {read}"
+
+
+# -- a classic group of three client libraries ----------------------------------------------------------
+def test_mixed_library_group_shares_survives_sigkill_and_grows(broker, members, tmp_path):
+    """confluent-kafka, kafka-python and aiokafka members in one classic group (range assignor)
+    share 4 partitions; two more join (one idles); a member is SIGKILLed mid-stream: after its
+    session its partitions move and the new owner resumes at its last acknowledged commit; the
+    topic grows to 6 partitions and the group assigns and consumes them. Every record is
+    consumed and the final commits reach every partition's end."""
+    create_topic(broker.bootstrap, "mix", 4)
+    produce(broker.bootstrap, "mix", list(range(4)), 20)
+    ends = {tp: 20 for tp in tps("mix", 4)}
+
+    def join(lib: str) -> Member:
+        m = Member(tmp_path, lib, broker.bootstrap, "mixed", ["mix"], strategy="range")
+        members.append(m)
+        return m
+
+    group = [join(lib) for lib in ("confluent", "kafka-python", "aiokafka")]
+    wait_for(lambda: owns_exactly(group, tps("mix", 4)), 40, "three libraries sharing 4 partitions", hold=0.5)
+    group += [join("confluent"), join("kafka-python")]
+    wait_for(lambda: owns_exactly(group, tps("mix", 4), idle=1), 40, "five members: four busy, one idle", hold=0.5)
+    wait_for(lambda: all_consumed(group, ends), 40, "the first 80 records")
+
+    produce(broker.bootstrap, "mix", list(range(4)), 30, start=20)
+    ends = {tp: 50 for tp in tps("mix", 4)}
+    victim = next(m for m in group if m.assignment)
+    wait_for(lambda: len(victim.ok) > 0 and victim.got[-1][1] >= 20, 20, "the victim to be mid-stream", hold=0)
+    lost = list(victim.assignment or [])
+    victim.kill()
+    killed_at = time.monotonic()
+    group.remove(victim)
+    moved_at = wait_for(lambda: owns_exactly(group, tps("mix", 4)), 40, "the killed member's partitions to move")
+    assert moved_at - killed_at < SESSION_MS / 1000 + 10, moved_at - killed_at
+    wait_for(lambda: all_consumed(group + [victim], ends), 40, "every record after the kill")
+    for tp in lost:
+        check_handover(victim, group, tp, killed_at)
+
+    add = admin(broker.bootstrap)
+    add.create_partitions([NewPartitions("mix", 6)])["mix"].result(timeout=20)
+    produce(broker.bootstrap, "mix", list(range(6)), 5, start=50)
+    produce(broker.bootstrap, "mix", [4, 5], 50)  # partitions 4 and 5 got 5 already: 55 each
+    ends = {**{tp: 55 for tp in tps("mix", 4)}, **{tp: 55 for tp in tps("mix", 6, 4)}}
+    wait_for(lambda: owns_exactly(group, tps("mix", 6)), 40, "the group to assign the added partitions")
+    wait_for(lambda: all_consumed(group + [victim], ends), 40, "every record of the 6 partitions")
+    wait_for(lambda: committed_offsets(broker.bootstrap, "mixed") == ends, 20, "commits at every partition's end",
+             hold=0, interval=0.5)
