@@ -110,6 +110,8 @@ if lib == "confluent":
     conf = {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
             "auto.offset.reset": "earliest", "client.id": "churn-" + lib, "log_level": 0,
             "topic.metadata.refresh.interval.ms": 1000, "max.poll.interval.ms": max_poll_ms}
+    if opts.get("debug"):
+        conf.update({"debug": opts["debug"], "log_level": 7})
     if opts.get("protocol") == "consumer":
         conf["group.protocol"] = "consumer"
     else:
@@ -295,21 +297,30 @@ def committed_offsets(bootstrap: str, group: str) -> dict[str, int]:
     return {f"{tp.topic}:{tp.partition}": tp.offset for tp in res.topic_partitions}
 
 
-def check_handover(old: Member, new_owners: list[Member], tp: str, after: float) -> None:
-    """`tp` moved from `old` to one of `new_owners` at monotonic time `after`: the first record the
-    new owner read there is at the position `old` last had acknowledged as committed, or later
-    only by records `old` had consumed without its commit acknowledged (killed in between)."""
-    with old.lock:
-        acked = max((off + 1 for t, off in old.ok if t == tp), default=0)
-        read = max((off + 1 for t, off in old.got if t == tp), default=0)
+def check_handover(before: list[Member], new_owners: list[Member], tp: str, after: float, end: int) -> None:
+    """`tp` moved to one of `new_owners` at monotonic time `after` (its owner was killed then): the
+    first record read there since is at the position last acknowledged as committed by any of
+    `before` (the members up to then), or later only by records read but whose commit was not
+    acknowledged (the killed owner's last one). `end`: the partition's end offset (nothing is read
+    after the handover when everything up to it was committed before)."""
+    acked = read = 0
+    for m in before:
+        with m.lock:
+            for at, ev in m.events:
+                if at < after and "ok" in ev and ev["ok"][0] == tp:
+                    acked = max(acked, ev["ok"][1] + 1)
+                if at < after and "got" in ev and ev["got"][0] == tp:
+                    read = max(read, ev["got"][1] + 1)
     firsts = []
     for m in new_owners:
         with m.lock:
             firsts += [ev["got"][1] for at, ev in m.events if at >= after and "got" in ev and ev["got"][0] == tp][:1]
-    assert firsts, f"nobody read {tp} after the handover"
+    if not firsts:
+        assert acked == end, f"nobody read {tp} after the handover, but only {acked} of {end} was committed"
+        return
     first = min(firsts)
     assert acked <= first <= max(acked, read), \
-        f"{tp}: the new owner started at {first}; the old owner had {acked} committed and read up to {read}"
+        f"{tp}: the new owner started at {first}; {acked} was committed and {read} read before"
 
 
 # -- a classic group of three client libraries ----------------------------------------------------------
@@ -346,7 +357,7 @@ def test_mixed_library_group_shares_survives_sigkill_and_grows(broker, members, 
     assert moved_at - killed_at < SESSION_MS / 1000 + 10, moved_at - killed_at
     wait_for(lambda: all_consumed(group + [victim], ends), 40, "every record after the kill")
     for tp in lost:
-        check_handover(victim, group, tp, killed_at)
+        check_handover(members, group, tp, killed_at, ends[tp])
 
     add = admin(broker.bootstrap)
     add.create_partitions([NewPartitions("mix", 6)])["mix"].result(timeout=20)
@@ -357,3 +368,165 @@ def test_mixed_library_group_shares_survives_sigkill_and_grows(broker, members, 
     wait_for(lambda: all_consumed(group + [victim], ends), 40, "every record of the 6 partitions")
     wait_for(lambda: committed_offsets(broker.bootstrap, "mixed") == ends, 20, "commits at every partition's end",
              hold=0, interval=0.5)
+
+
+# -- max.poll.interval.ms ----------------------------------------------------------------------------------
+def test_member_exceeding_max_poll_interval_is_replaced_and_its_late_commit_refused(broker, members, tmp_path):
+    """A confluent-kafka member stops polling after its first record for longer than its
+    max.poll.interval.ms: it leaves the group, the other member gets its partition and reads it
+    from the last commit (the stalled record again), and the stalled member's commit, sent once
+    it wakes, is refused by the broker with UNKNOWN_MEMBER_ID (it is no member any more); the
+    group's committed offsets are the other member's."""
+    create_topic(broker.bootstrap, "slow", 2)
+    slow = Member(tmp_path, "confluent", broker.bootstrap, "poll", ["slow"], max_poll_ms=SESSION_MS + 500,
+                  stall_s=SESSION_MS / 1000 + 4)
+    members.append(slow)
+    wait_for(lambda: slow.assignment == tps("slow", 2), 30, "the slow member to own both partitions", hold=0)
+    fast = Member(tmp_path, "kafka-python", broker.bootstrap, "poll", ["slow"])
+    members.append(fast)
+    wait_for(lambda: owns_exactly([slow, fast], tps("slow", 2)) and fast.assignment, 30, "two members, one each")
+    mine = slow.assignment[0]  # type: ignore[index]
+    produce(broker.bootstrap, "slow", [0, 1], 5)
+    wait_for(lambda: slow.got, 20, "the slow member's first record", hold=0)
+    assert slow.got[0] == (mine, 0)
+    wait_for(lambda: fast.assignment == tps("slow", 2), 30, "the other member to take the stalled partition", hold=0)
+    wait_for(lambda: slow.errors or slow.ok, 30, "the stalled member's commit", hold=0)
+    assert (slow.ok, slow.errors) == ([], ["UNKNOWN_MEMBER_ID"])
+    ends = {tp: 5 for tp in tps("slow", 2)}
+    wait_for(lambda: all_consumed([fast], ends), 30, "the other member to read everything")
+    with fast.lock:
+        assert [off for tp, off in fast.got if tp == mine] == [0, 1, 2, 3, 4]  # from the last commit: none
+    wait_for(lambda: committed_offsets(broker.bootstrap, "poll") == ends, 20, "the other member's commits", hold=0,
+             interval=0.5)
+
+
+# -- KIP-848 ---------------------------------------------------------------------------------------------------
+def snapshot_disjoint(bootstrap: str, group: str, stop: threading.Event, snaps: list, overlaps: list) -> None:
+    """Describe `group` (ConsumerGroupDescribe) until `stop`: each snapshot's member assignments
+    must be disjoint; overlapping ones go to `overlaps`."""
+    a = admin(bootstrap)
+    while not stop.is_set():
+        try:
+            d = a.describe_consumer_groups([group])[group].result(10)
+        except Exception as e:  # noqa: BLE001 -- a transient error is kept, not fatal
+            snaps.append(repr(e))
+            stop.wait(0.1)
+            continue
+        owned = [(m.member_id, f"{tp.topic}:{tp.partition}") for m in d.members for tp in m.assignment.topic_partitions]
+        snaps.append(sorted(tp for _, tp in owned))
+        if len({tp for _, tp in owned}) != len(owned):
+            overlaps.append(owned)
+        stop.wait(0.05)
+
+
+@pytest.mark.parametrize("rounds", [1, pytest.param(4, marks=pytest.mark.slow)])
+def test_kip848_members_join_leave_and_die_without_double_ownership(broker, members, tmp_path, rounds):
+    """confluent-kafka members with group.protocol=consumer join, close (leave) and are SIGKILLed
+    while they consume and commit. ConsumerGroupDescribe snapshots taken all along never show a
+    partition in two members' assignments; a killed member's partitions move after its session
+    and the new owner resumes at its last acknowledged commit; every record is consumed and the
+    commits reach every partition's end."""
+    create_topic(broker.bootstrap, "k", 6)
+    stop, snaps, overlaps = threading.Event(), [], []
+    watcher = threading.Thread(target=snapshot_disjoint, args=(broker.bootstrap, "k848", stop, snaps, overlaps),
+                               daemon=True)
+    watcher.start()
+
+    def join() -> Member:
+        m = Member(tmp_path, "confluent", broker.bootstrap, "k848", ["k"], protocol="consumer")
+        members.append(m)
+        return m
+
+    try:
+        group, gone = [join(), join()], []
+        per = 0
+        for _ in range(rounds):
+            produce(broker.bootstrap, "k", list(range(6)), 20, start=per)
+            per += 20
+            group.append(join())
+            wait_for(lambda: owns_exactly(group, tps("k", 6)) and all(m.assignment for m in group), 30,
+                     "three members sharing 6 partitions", hold=0.3)
+            leaver = group.pop(0)
+            leaver.close()
+            gone.append(leaver)
+            wait_for(lambda: owns_exactly(group, tps("k", 6)), 30, "the closed member's partitions to move", hold=0.3)
+            produce(broker.bootstrap, "k", list(range(6)), 20, start=per)
+            per += 20
+            victim = group.pop(0)
+            wait_for(lambda: victim.got and victim.got[-1][1] >= per - 20, 20, "the victim to be mid-stream", hold=0)
+            lost = list(victim.assignment or [])
+            victim.kill()
+            killed_at = time.monotonic()
+            gone.append(victim)
+            group.append(join())
+            wait_for(lambda: owns_exactly(group, tps("k", 6)) and all(m.assignment for m in group), 30,
+                     "the killed member's partitions to move", hold=0.3)
+            ends = {tp: per for tp in tps("k", 6)}
+            wait_for(lambda: all_consumed(group + gone, ends), 30, "every record so far")
+            for tp in lost:
+                check_handover(members, group, tp, killed_at, ends[tp])
+        wait_for(lambda: committed_offsets(broker.bootstrap, "k848") == ends, 20, "commits at every partition's end",
+                 hold=0, interval=0.5)
+    finally:
+        stop.set()
+        watcher.join(15)
+    assert len([s for s in snaps if isinstance(s, list)]) > 10, snaps[-5:]
+    assert not overlaps, f"a partition in two members' assignments: {overlaps[:3]}"
+    assert all(not m.errors for m in members), [m.errors for m in members]
+
+
+# -- a topic deleted under a running group ---------------------------------------------------------------------
+@pytest.fixture
+def broker_no_autocreate(tmp_path):
+    """kafka-python's metadata requests ask for auto-creation (as against Kafka): a deleted topic
+    would come straight back with num.partitions."""
+    b = start_broker(str(tmp_path / "data"), overrides={**KIP848_PROPS, "auto.create.topics.enable": "false"})
+    yield b
+    b.stop()
+
+
+@pytest.mark.parametrize("protocol,libs", [("classic", ("confluent", "kafka-python", "aiokafka")),
+                                           ("consumer", ("confluent", "confluent"))])
+def test_topic_deleted_under_a_running_group_takes_its_offsets_and_comes_back_fresh(
+        broker_no_autocreate, members, tmp_path, protocol, libs):
+    """A group consumes and commits two topics; one is deleted: the members drop its partitions
+    (the other topic's stay owned exactly once) and its committed offsets are gone. Created again
+    with another partition count, it is assigned and read from offset 0 (not from the old
+    commits), and the group commits it anew."""
+    b = broker_no_autocreate
+    create_topic(b.bootstrap, "d", 2)
+    create_topic(b.bootstrap, "keep", 2)
+    produce(b.bootstrap, "d", [0, 1], 10)
+    produce(b.bootstrap, "keep", [0, 1], 10)
+    kw = {"protocol": "consumer"} if protocol == "consumer" else {}
+    group = [Member(tmp_path, lib, b.bootstrap, "dg", ["d", "keep"], **kw) for lib in libs]
+    members.extend(group)
+    ends = {**{tp: 10 for tp in tps("d", 2)}, **{tp: 10 for tp in tps("keep", 2)}}
+    wait_for(lambda: all_consumed(group, ends), 30, "every record of both topics")
+    wait_for(lambda: committed_offsets(b.bootstrap, "dg") == ends, 20, "the commits", hold=0, interval=0.5)
+
+    a = admin(b.bootstrap)
+    a.delete_topics(["d"])["d"].result(20)
+    deleted_at = time.monotonic()
+    wait_for(lambda: owns_exactly(group, tps("keep", 2), idle=len(group) - 2), 30, "the group without d", hold=0.3)
+    assert committed_offsets(b.bootstrap, "dg") == {tp: 10 for tp in tps("keep", 2)}
+
+    create_topic(b.bootstrap, "d", 3)
+    produce(b.bootstrap, "d", [0, 1, 2], 3)
+    wait_for(lambda: owns_exactly(group, tps("d", 3) + tps("keep", 2), idle=max(0, len(group) - 5)), 30,
+             "the recreated d assigned", hold=0.3)
+
+    def reads_of_new_d() -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {tp: [] for tp in tps("d", 3)}
+        for m in group:
+            with m.lock:
+                for at, ev in m.events:
+                    if at > deleted_at and "got" in ev and ev["got"][0] in out:
+                        out[ev["got"][0]].append(ev["got"][1])
+        return out
+
+    wait_for(lambda: all(len(v) >= 3 for v in reads_of_new_d().values()), 30, "the recreated d read", hold=0)
+    assert {tp: sorted(v) for tp, v in reads_of_new_d().items()} == {tp: [0, 1, 2] for tp in tps("d", 3)}
+    wait_for(lambda: committed_offsets(b.bootstrap, "dg") == {**{tp: 3 for tp in tps("d", 3)},
+                                                             **{tp: 10 for tp in tps("keep", 2)}},
+             20, "the new commits", hold=0, interval=0.5)
