@@ -4,10 +4,21 @@ The records of each partition are handed to `Log.append_batches` as the bytes ki
 log validates each batch header (size, magic, CRC, max.message.bytes, producer sequences) and
 assigns offsets by rewriting baseOffset. No record is parsed here.
 
-Errors are per partition: UNKNOWN_TOPIC_OR_PARTITION (3), CORRUPT_MESSAGE (2),
-MESSAGE_TOO_LARGE (10), OUT_OF_ORDER_SEQUENCE_NUMBER (45), INVALID_RECORD (87: also a batch of
-magic 0 or 1, or no batch at all, as Kafka answers a v3+ request), INVALID_TOPIC_EXCEPTION (17) for internal topics, INVALID_REQUIRED_ACKS (21). With acks=0 there is no response to carry an error, so a failed
-partition closes the connection instead (as Kafka does).
+Errors are per partition, checked in Kafka's order (KafkaApis.handleProduceRequest,
+ProduceRequest.validateRecords, ReplicaManager.appendRecords, UnifiedLog / LogValidator):
+UNKNOWN_TOPIC_OR_PARTITION (3); the request-level record checks of a v3+ request, INVALID_RECORD
+(87) for no complete batch, a batch of magic 0 or 1, or more than one batch, and
+UNSUPPORTED_COMPRESSION_TYPE (76) for zstd in a request below v7; INVALID_REQUIRED_ACKS (21);
+INVALID_TOPIC_EXCEPTION (17) for internal topics; then the log's checks: a baseOffset other than
+0 is INVALID_RECORD before MESSAGE_TOO_LARGE (10) and CORRUPT_MESSAGE (2, CRC); after them
+INVALID_RECORD for what a client may not write (a control batch, a record count that disagrees
+with lastOffsetDelta, a producer id without a sequence); INVALID_TIMESTAMP (32),
+OUT_OF_ORDER_SEQUENCE_NUMBER (45). A transactional batch in a request without a transactional id
+fails the whole request with TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53), as Kafka answers it.
+These client-origin checks read batch headers only (61 bytes); the CRC is verified here only
+for a batch already found wrong, so Kafka's precedence holds without a second CRC pass on the
+hot path. With acks=0 there is no response to carry an error, so a failed partition closes the
+connection instead (as Kafka does).
 A duplicate batch of an idempotent producer is answered as success with the offset it got the
 first time, as Kafka does; on a LogAppendTime topic also with the append time it got then, so
 a retried record's delivery report carries the timestamp a consumer will see.
@@ -21,8 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from typing import Any
 
+from logstore import records as R
 from logstore.errors import DuplicateSequenceError, LogStoreError, UnsupportedForMessageFormatError
 
 from . import CloseConnection
@@ -36,6 +49,92 @@ INVALID_TOPIC = 17
 INVALID_REQUIRED_ACKS = 21
 INVALID_RECORD = 87
 KAFKA_STORAGE_ERROR = 56
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
+UNSUPPORTED_COMPRESSION_TYPE = 76
+
+_I32 = struct.Struct(">i").unpack_from
+_ATTRIBUTES_OFFSET = 21
+# Kafka's batch iterator: a size field below this is corruption, fewer bytes than this is no batch
+_MIN_BATCH_SIZE_FIELD = 14          # LegacyRecord.RECORD_OVERHEAD_V0
+_HEADER_UP_TO_MAGIC = 17
+
+
+def _complete_batch_at(records: bytes, pos: int) -> int:
+    """The size of the whole batch at `pos` as Kafka's batch iterator sees it: 0 when the bytes
+    there hold no complete batch (the iterator ends), -1 when they are corrupt (it throws)."""
+    rest = len(records) - pos
+    if rest < R.LOG_OVERHEAD:
+        return 0
+    size = _I32(records, pos + 8)[0]
+    if size < _MIN_BATCH_SIZE_FIELD or (rest >= _HEADER_UP_TO_MAGIC and records[pos + R.MAGIC_OFFSET] > R.MAGIC):
+        return -1
+    if rest < _HEADER_UP_TO_MAGIC or rest < size + R.LOG_OVERHEAD:
+        return 0
+    return size + R.LOG_OVERHEAD
+
+
+def _request_records_error(records: bytes, version: int) -> tuple[int, str] | None:
+    """Kafka's ProduceRequest.validateRecords for a v3+ request: one whole batch of magic 2 (zstd
+    only from v7). Corrupt bytes are left to the log, which answers CORRUPT_MESSAGE as Kafka does."""
+    first = _complete_batch_at(records, 0)
+    if first < 0:
+        return None
+    if first == 0:
+        return INVALID_RECORD, f"Produce requests with version {version} must have at least one record batch per partition"
+    if records[R.MAGIC_OFFSET] != R.MAGIC:
+        return INVALID_RECORD, (f"Produce requests with version {version} are only allowed to contain record "
+                                f"batches with magic version 2")
+    if version < 7 and len(records) >= R.HEADER_SIZE and \
+            records[_ATTRIBUTES_OFFSET + 1] & 0x07 == R.COMPRESSION_ZSTD:
+        return UNSUPPORTED_COMPRESSION_TYPE, (f"Produce requests with version {version} are not allowed to use "
+                                              f"ZStandard compression")
+    if _complete_batch_at(records, first) > 0:
+        return INVALID_RECORD, (f"Produce requests with version {version} are only allowed to contain exactly "
+                                f"one record batch per partition")
+    return None
+
+
+def _is_transactional(records: bytes | None) -> bool:
+    """RequestUtils.hasTransactionalRecords for one partition: its first batch is transactional."""
+    return bool(records) and len(records) >= R.HEADER_SIZE and _complete_batch_at(records, 0) > 0 \
+        and records[R.MAGIC_OFFSET] == R.MAGIC and bool(records[_ATTRIBUTES_OFFSET + 1] & 0x10)
+
+
+def _client_batch_error(records: bytes, lg: Any, where: str) -> tuple[int, str] | None:
+    """What Kafka refuses from a client (AppendOrigin.CLIENT) in the batch header: a baseOffset
+    other than 0 (UnifiedLog.analyzeAndValidateRecords, before the size and CRC checks), then
+    (LogValidator.validateBatch, after them) an offset range that disagrees with the record
+    count, a control batch, a producer id without a base sequence. None when the header is fine
+    or when the log's own checks answer first (too large, CRC)."""
+    if len(records) < R.HEADER_SIZE:
+        return None
+    h = R.read_header(records, 0)
+    if h.base_offset != 0:
+        return INVALID_RECORD, (f"The baseOffset of the record batch in the append to {where} should be 0, "
+                                f"but it is {h.base_offset}")
+    count_from_offsets = h.last_offset_delta + 1
+    if count_from_offsets <= 0:
+        bad = f"Batch has an invalid offset range: [0, {h.last_offset_delta}] in topic partition {where}"
+    elif h.record_count <= 0:
+        bad = f"Invalid reported count for record batch: {h.record_count} in topic partition {where}"
+    elif count_from_offsets != h.record_count:
+        bad = (f"Inconsistent batch offset range [0, {h.last_offset_delta}] and count of records "
+               f"{h.record_count} in topic partition {where}")
+    elif h.is_control:
+        bad = f"Clients are not allowed to write control records in topic partition {where}"
+    elif h.producer_id >= 0 and h.base_sequence < 0:
+        bad = (f"Invalid sequence number {h.base_sequence} in record batch with producerId {h.producer_id} "
+               f"in topic partition {where}")
+    else:
+        return None
+    # a rare path: only a batch already found wrong pays for this CRC check
+    if h.size > lg.config.max_message_bytes:
+        return None
+    try:
+        R.validate_batch(records, 0, h)
+    except LogStoreError:
+        return None
+    return INVALID_RECORD, bad
 
 
 def _log_flush_error(fut: "asyncio.Future[Any]") -> None:
@@ -59,27 +158,36 @@ async def produce(ctx: Any, request: Any) -> Any:
     loop = asyncio.get_running_loop()
     results: list[tuple[str, list[list[Any]]]] = []   # [index, error, base_offset, append_time_ms, lso, message]
     waits: list[tuple[list[Any], Any]] = []
+    if request.transactional_id is None and any(_is_transactional(pd.records) for t in request.topic_data
+                                                for pd in t.partition_data):
+        # KafkaApis: transactional records need a transactional id; the whole request fails
+        msg = "transactional records in a produce request without a transactional id"
+        if acks == 0:
+            raise CloseConnection(f"acks=0 produce failed: {msg}")
+        return [write_produce_response(version, ctx.header.correlation_id, [
+            (t.name, [[int(pd.index), TRANSACTIONAL_ID_AUTHORIZATION_FAILED, -1, -1, -1, None]
+                      for pd in t.partition_data]) for t in request.topic_data])]
     for t in request.topic_data:
         name = t.name
         parts: list[list[Any]] = []
         results.append((name, parts))
         for pd in t.partition_data:
             idx = int(pd.index)
-            if acks not in (0, 1, -1):
-                parts.append([idx, INVALID_REQUIRED_ACKS, -1, -1, -1, f"acks must be 0, 1 or -1, not {acks}"])
-                continue
-            if name in INTERNAL_TOPICS:
-                parts.append([idx, INVALID_TOPIC, -1, -1, -1, f"cannot produce to internal topic {name}"])
-                continue
             try:
                 lg = store.partition(name, idx)
             except LogStoreError as e:
                 parts.append([idx, UNKNOWN_TOPIC_OR_PARTITION, -1, -1, -1, str(e)])
                 continue
             records = pd.records
-            if not records:
-                parts.append([idx, INVALID_RECORD, -1, -1, -1,
-                              f"Produce requests with version {version} must have at least one record batch"])
+            bad = _request_records_error(records or b"", version)
+            if bad is None and acks not in (0, 1, -1):
+                bad = INVALID_REQUIRED_ACKS, f"acks must be 0, 1 or -1, not {acks}"
+            if bad is None and name in INTERNAL_TOPICS:
+                bad = INVALID_TOPIC, f"Cannot append to internal topic {name}"
+            if bad is None:
+                bad = _client_batch_error(records, lg, f"{name}-{idx}")
+            if bad is not None:
+                parts.append([idx, bad[0], -1, -1, -1, bad[1]])
                 continue
             try:
                 info = lg.append_batches(records, flush=False)
