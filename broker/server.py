@@ -9,19 +9,23 @@ Limits: a request larger than `socket.request.max.bytes` closes that connection 
 any request that cannot be parsed, an API key/version we do not serve (except ApiVersions, which
 is answered with UNSUPPORTED_VERSION and our ranges), or a handler that raises. The broker itself
 never stops because of one connection. A connection idle (no request in flight) for
-`connections.max.idle.ms` is closed. When a connection has too many requests in flight or the
-transport's write buffer is full, reading from it pauses (back-pressure): frames already received
-stay undecoded until it resumes (one read may hold thousands of pipelined requests), and finished
-responses wait in their slots (a Fetch's file regions unread) rather than pile up in the
-transport's buffer, so a client that stops reading its socket holds at most MAX_IN_FLIGHT
-responses, not one per request it managed to send.
+`connections.max.idle.ms` is closed at once, answers it has not read dropped (a transport close
+waits for them to be read, which a client that stopped reading never does: it kept its socket and
+held answers for good); any other close gives answers already queued CLOSE_LINGER_S to leave.
+When a connection has too many requests in flight or the transport's write buffer is full,
+reading from it pauses (back-pressure): frames already received stay undecoded until it resumes
+(one read may hold thousands of pipelined requests), and finished responses wait in their slots
+(a Fetch's file regions unread) rather than pile up in the transport's buffer, so a client that
+stops reading its socket holds at most MAX_IN_FLIGHT responses, not one per request it managed
+to send.
 
 Fetch long polls park on per-partition append waiters (`wait_for_append`); `Log` append
 listeners wake them, from any thread (appends through the embedded API in another thread use
 `call_soon_threadsafe`).
 
 Shutdown (`stop()`, SIGTERM/SIGINT in `cli serve`): stop accepting, wake parked fetches, stop the
-group coordinator, let in-flight requests finish (bounded), close connections, then
+group coordinator, let in-flight requests finish (bounded), close connections (one whose client
+does not take its last answers within STOP_LINGER_S is dropped), then
 `store.close()` (flush, checkpoints, clean-shutdown marker) in a worker thread.
 
 `Broker` runs in-process (`async with Broker(config) as b: b.port`), in a thread
@@ -53,6 +57,8 @@ log = logging.getLogger("broker.server")
 
 MAX_IN_FLIGHT = 128          # per connection, before reading pauses
 SHUTDOWN_GRACE_S = 10.0
+CLOSE_LINGER_S = 5.0         # a closed connection's unsent responses get this long to leave
+STOP_LINGER_S = 1.0          # the same at shutdown
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -285,17 +291,38 @@ class _Connection(asyncio.Protocol):
         busy = any(not slot[0] for slot in self.slots)   # answered but unsent (client not reading) is idle
         if not busy and now - self.last_active >= idle_s:
             log.info("closing connection from %s: idle for more than connections.max.idle.ms", self.name)
-            self.close()
+            # whatever is still queued for it has not been read in all that time: drop it, or the
+            # close would wait for the client to read it, keeping the socket forever
+            self.close(abort=True)
             return
         wait = idle_s - (now - self.last_active) if not busy else idle_s
         self.idle_handle = self.broker._loop.call_later(max(wait, 0.001), self._check_idle)
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        """Stop serving this connection. The transport's `close()` sends what it still holds
+        first and closes the socket only then, which never happens for a client that stopped
+        reading: `abort=True` drops the unsent bytes at once, and a plain close that has not
+        completed within CLOSE_LINGER_S becomes an abort."""
+        transport = self.transport
         if self.closed:
+            if abort and transport is not None and self in self.broker._connections:
+                transport.abort()   # a close still lingering on unsent bytes
             return
         self.closed = True
-        if self.transport is not None:
-            self.transport.close()
+        if transport is None:
+            return
+        if abort:
+            transport.abort()
+            return
+        transport.close()
+        if transport.get_write_buffer_size():
+            self.broker._loop.call_later(CLOSE_LINGER_S, self._abort_if_open)
+
+    def _abort_if_open(self) -> None:
+        if self in self.broker._connections and self.transport is not None:
+            log.info("connection from %s did not take its last %d bytes in %gs; dropped", self.name,
+                     self.transport.get_write_buffer_size(), CLOSE_LINGER_S)
+            self.transport.abort()
 
 
 class Broker:
@@ -401,6 +428,12 @@ class Broker:
                     t.cancel()
             for c in list(self._connections):
                 c.close()
+            # answers already queued get a moment to leave; a client not reading them is dropped
+            linger_until = self._loop.time() + STOP_LINGER_S
+            while self._connections and self._loop.time() < linger_until:
+                await asyncio.sleep(0.01)
+            for c in list(self._connections):
+                c.close(abort=True)
             await asyncio.sleep(0)
             for lg in list(self._watched):
                 try:

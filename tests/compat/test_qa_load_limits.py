@@ -1,0 +1,512 @@
+"""The broker's resources under real load and hostile clients: descriptors and memory stay
+bounded, nothing acknowledged is lost, other clients are not starved. Real `logstore serve`
+processes on free ports of 127.0.0.1 (log dirs in tmp_path), measured from outside with psutil
+(open descriptors, RSS, the broker's established TCP connections); real sockets and unmodified
+clients (confluent-kafka, kafka-python, aiokafka).
+
+- clients that pipeline fetches (or ApiVersions) and never read their socket: once idle for
+  `connections.max.idle.ms` the broker drops them, and their sockets and held responses are
+  released (a plain transport close waited for the client to read, forever);
+- hostile frames (a 2 GB size prefix, a frame announced at 50 MB that stalls after 1 MB, half a
+  header): the first closes at once, the stalled ones at the idle timeout, the broker's memory
+  follows what it received rather than what was announced, and other clients are served meanwhile;
+- 400 connections that do ApiVersions + Metadata then idle, beside working real clients: fds and
+  RSS bounded while they are open, every one closed by the broker at the idle timeout, fds back to
+  where they were;
+- 200 fetches parked at once on one partition (plus confluent consumers with a long
+  fetch.wait.max.ms): one append answers all of them promptly, and they did wait before it;
+- hundreds of partitions created by AdminClient, produced to and consumed by confluent-kafka:
+  descriptors bounded per partition and not growing with traffic; the slow variant has 2,000;
+- many segments in one partition (one batch per segment): a fetch from the middle is right, a
+  clean restart opens none of the segments, reading them all twice does not leak descriptors;
+- close to `ulimit -n`: appends fail with KAFKA_STORAGE_ERROR for the partitions that cannot open
+  their files, nothing else breaks, everything works once descriptors are free, and a restart finds
+  every acknowledged record;
+- sustained mixed produce + consume by four real clients with RSS and fds sampled every second:
+  no growth trend, every record consumed;
+- SIGTERM under load (producers, parked long polls, a group member, a client not reading): the
+  broker exits 0 within a bounded time and the next open of the log dir is a clean one (no
+  recovery scan), with every acknowledged record there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+import psutil
+import pytest
+
+from broker.pytest_plugin import BrokerProcess, start_broker
+from logstore import records as R
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz"))
+import wire  # noqa: E402
+
+BASE = {"offsets.topic.num.partitions": "1", "group.initial.rebalance.delay.ms": "0"}
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+def _start(tmp_path, name: str = "data", **overrides: str) -> BrokerProcess:
+    return start_broker(str(tmp_path / name), overrides={**BASE, **overrides})
+
+
+def _wait_for(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+def _established(proc: psutil.Process, port: int) -> int:
+    """The broker's established TCP connections on its listening port."""
+    return sum(1 for c in proc.net_connections(kind="tcp")
+               if c.laddr and c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+
+
+def _recv_exact(s: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError(f"closed by the broker after {len(buf)} of {n} bytes")
+        buf += chunk
+    return bytes(buf)
+
+
+def _read_frame(s: socket.socket) -> bytes:
+    return _recv_exact(s, struct.unpack(">i", _recv_exact(s, 4))[0])
+
+
+def _served(port: int, timeout: float = 10.0) -> float:
+    """Seconds a fresh connection takes for ApiVersions + Metadata (a client not starved)."""
+    t0 = time.monotonic()
+    with wire.Conn(port, timeout=timeout) as c:
+        c.call(wire.api_versions(1))
+        c.call(wire.metadata(2, None))
+    return time.monotonic() - t0
+
+
+def _sees_close(s: socket.socket, timeout: float) -> bool:
+    """True when the peer closed `s` (EOF or reset) within `timeout`, reading whatever arrives."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([s], [], [], max(0.0, deadline - time.monotonic()))
+        if not r:
+            return False
+        try:
+            if not s.recv(1 << 16):
+                return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+    return False
+
+
+def _send_quietly(s: socket.socket, data: bytes) -> None:
+    try:
+        s.sendall(data)
+    except OSError:
+        pass   # the broker dropped the connection: what the test is waiting for
+
+
+def _create(port: int, topic: str, partitions: int, configs: dict | None = None) -> None:
+    with wire.Conn(port) as c:
+        _c, body = c.call(wire.create_topics(1, topic, partitions, configs))
+        assert wire.parse_create_topics(body)[0][1] == 0, wire.parse_create_topics(body)
+
+
+def _produce(c: wire.Conn, cid: int, topic: str, partition: int, value: bytes, acks: int = -1) -> tuple[int, int]:
+    _c, body = c.call(wire.produce(cid, topic, partition, R.build_batch([(b"k", value)]), acks=acks))
+    [(_t, _p, err, base)] = wire.parse_produce(body)
+    return err, base
+
+
+# -- clients that never read: dropped at the idle timeout, sockets released ----------------------------
+def test_clients_that_never_read_are_dropped_at_idle_timeout_and_their_sockets_released(tmp_path) -> None:
+    # Found here: the idle close used transport.close(), which waits for the unsent responses to
+    # drain first; a client that never reads kept its socket, its connection object and up to
+    # MAX_IN_FLIGHT held responses (file regions with their descriptors) in the broker forever.
+    b = _start(tmp_path, **{"connections.max.idle.ms": "1500"})
+    bad: list[socket.socket] = []
+    try:
+        proc = psutil.Process(b.pid)
+        _create(b.port, "big", 1, {"max.message.bytes": str(1 << 20)})
+        with wire.Conn(b.port) as c:
+            for i in range(4):
+                assert _produce(c, 2 + i, "big", 0, bytes([i]) * 500_000) == (0, i)
+        fds0 = proc.num_fds()
+        T0 = time.monotonic()
+        for k in range(16):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # fills up at once
+            s.connect(("127.0.0.1", b.port))
+            if k % 4 == 3:   # small answers: 1,500 ApiVersions
+                pipeline = b"".join(wire.api_versions(i) for i in range(1_500))
+            else:            # 40 fetches of ~500 KB each
+                pipeline = b"".join(wire.fetch(1000 + i, "big", 0, i % 4, max_bytes=1 << 20) for i in range(40))
+            # from a thread: the broker stops reading once it holds MAX_IN_FLIGHT answers
+            threading.Thread(target=_send_quietly, args=(s, pipeline), daemon=True).start()
+            bad.append(s)
+        # each has been answered (its receive buffer holds part of an answer it will never read)
+        for s in bad:
+            assert select.select([s], [], [], 20)[0], "a client got no answer at all"
+        # others are served while they sit there
+        assert _served(b.port) < 10
+        with wire.Conn(b.port, timeout=10) as other:
+            _c, body = other.call(wire.fetch(7, "big", 0, 3, max_bytes=1 << 20))
+            [(_t, _p, err, hw, data)] = wire.parse_fetch(body)
+            assert (err, hw, [r.offset for r in R.decode_batches(data)]) == (0, 4, [3])
+        t0 = time.monotonic()
+        try:
+            _wait_for(lambda: _established(proc, b.port) == 0, 30,
+                      "the broker to drop every client that did not read for connections.max.idle.ms")
+        except AssertionError:
+            raise AssertionError(
+                f"{_established(proc, b.port)} non-reading connections still open in the broker "
+                f"{time.monotonic() - t0:.0f}s after their idle timeout ({proc.num_fds()} fds, {fds0} before); "
+                f"log says {b.log().count('idle for more than')} were closed") from None
+        print(f"\n16 non-reading clients dropped {time.monotonic() - T0:.1f}s after connecting "
+              f"(connections.max.idle.ms=1500); fds {fds0} -> {proc.num_fds()}")
+        _wait_for(lambda: proc.num_fds() <= fds0 + 2, 10, f"the broker's fds back to {fds0} (now {proc.num_fds()})")
+        assert b.log().count("idle for more than connections.max.idle.ms") >= 16
+        assert _served(b.port) < 10 and b.alive()
+    finally:
+        for s in bad:
+            s.close()
+        b.stop()
+
+
+# -- hostile frames --------------------------------------------------------------------------------------
+def test_hostile_frames_are_closed_and_do_not_starve_others(tmp_path) -> None:
+    b = _start(tmp_path, **{"connections.max.idle.ms": "2000"})
+    socks: list[socket.socket] = []
+    try:
+        proc = psutil.Process(b.pid)
+        rss0 = proc.memory_info().rss
+        # a 2 GB size prefix: refused at once (over socket.request.max.bytes)
+        huge = socket.create_connection(("127.0.0.1", b.port))
+        socks.append(huge)
+        huge.sendall(struct.pack(">i", 2**31 - 1) + b"\x00" * 64)
+        assert _sees_close(huge, 10), "a 2 GB size prefix did not close the connection"
+        # frames announced at 50 MB that stall after 1 MB, and half a header: held, not starving others
+        stalled = []
+        for _ in range(8):
+            s = socket.create_connection(("127.0.0.1", b.port))
+            s.sendall(struct.pack(">i", 50 << 20) + b"\x01" * (1 << 20))
+            stalled.append(s)
+        for _ in range(8):
+            s = socket.create_connection(("127.0.0.1", b.port))
+            s.sendall(b"\x00\x00")
+            stalled.append(s)
+        socks += stalled
+        _wait_for(lambda: _established(proc, b.port) >= 16, 20, "the stalled clients to be connected")
+        took = _served(b.port)
+        assert took < 10, f"a fresh client waited {took:.1f}s beside 16 stalled ones"
+        grown = (proc.memory_info().rss - rss0) >> 20
+        assert grown < 100, (f"broker RSS grew {grown} MB for 8 frames that stalled after 1 MB (it reserves what "
+                             f"a frame announces, not what arrived)")
+        t0 = time.monotonic()
+        for s in stalled:
+            assert _sees_close(s, 20), "a stalled frame was not closed at connections.max.idle.ms"
+        assert time.monotonic() - t0 < 20
+        _wait_for(lambda: _established(proc, b.port) == 0, 10, "the broker to release the stalled sockets")
+        assert _served(b.port) < 10 and b.alive()
+    finally:
+        for s in socks:
+            s.close()
+        b.stop()
+
+
+# -- hundreds of idle connections beside working clients --------------------------------------------------
+def _open_idle_connections(port: int, n: int) -> list[socket.socket]:
+    """n sockets that each did ApiVersions + Metadata (pipelined) and read both answers."""
+    socks = []
+    for i in range(n):
+        for attempt in range(50):
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=30)
+                break
+            except OSError:
+                time.sleep(0.05 * (attempt + 1))
+        else:
+            raise AssertionError(f"connection {i} could not connect")
+        s.sendall(wire.api_versions(1) + wire.metadata(2, None))
+        socks.append(s)
+    for s in socks:
+        assert struct.unpack(">i", _read_frame(s)[:4])[0] == 1
+        assert struct.unpack(">i", _read_frame(s)[:4])[0] == 2
+    return socks
+
+
+def test_400_connections_idle_after_metadata_are_bounded_and_closed(tmp_path) -> None:
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    n = 400
+    b = _start(tmp_path, **{"connections.max.idle.ms": "4000"})
+    socks: list[socket.socket] = []
+    try:
+        proc = psutil.Process(b.pid)
+        _create(b.port, "busy", 2)
+        fds0, rss0 = proc.num_fds(), proc.memory_info().rss
+        socks = _open_idle_connections(b.port, n)
+        t_opened = time.monotonic()
+        fds_open, rss_open = proc.num_fds(), proc.memory_info().rss
+        assert fds_open <= fds0 + n + 10, f"{fds_open} fds with {n} connections ({fds0} before)"
+        assert (rss_open - rss0) >> 20 < 64, f"RSS grew {(rss_open - rss0) >> 20} MB for {n} idle connections"
+        # real clients are served beside them
+        p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 5})
+        acked: list[int] = []
+        for i in range(200):
+            p.produce("busy", value=b"%d" % i, partition=i % 2,
+                      on_delivery=lambda err, msg: acked.append(0 if err else 1))
+        assert p.flush(20) == 0 and sum(acked) == 200
+        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "busy-g", "enable.auto.commit": False})
+        try:
+            c.assign([TopicPartition("busy", q, 0) for q in range(2)])
+            got = 0
+            deadline = time.monotonic() + 20
+            while got < 200 and time.monotonic() < deadline:
+                got += sum(1 for m in c.consume(200, 0.5) if not m.error())
+            assert got == 200
+        finally:
+            c.close()
+        # the idle ones are closed by the broker
+        for i, s in enumerate(socks):
+            assert _sees_close(s, max(1.0, t_opened + 30 - time.monotonic())), \
+                f"idle connection {i} of {n} still open 30s after it went idle (connections.max.idle.ms=4000)"
+        _wait_for(lambda: proc.num_fds() <= fds0 + 10, 15,
+                  f"the broker's fds to go back to {fds0} after the idle connections closed")
+        rss_end = proc.memory_info().rss
+        assert (rss_end - rss0) >> 20 < 64
+        assert b.alive()
+        print(f"\n{n} idle connections: fds {fds0} -> {fds_open} -> {proc.num_fds()}, "
+              f"RSS {rss0 >> 20} -> {rss_open >> 20} -> {rss_end >> 20} MB")
+    finally:
+        for s in socks:
+            s.close()
+        b.stop()
+
+
+# -- many parked long polls woken by one append --------------------------------------------------------------
+def test_200_parked_fetches_are_all_woken_by_one_append(tmp_path) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+    n = 200
+    b = _start(tmp_path)
+    socks: list[socket.socket] = []
+    consumers: list[Any] = []
+    try:
+        _create(b.port, "lp", 1)
+        for i in range(n):
+            s = socket.create_connection(("127.0.0.1", b.port), timeout=30)
+            s.sendall(wire.fetch(10_000 + i, "lp", 0, 0, max_wait_ms=60_000))
+            socks.append(s)
+        for i in range(4):
+            c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": f"lp{i}", "fetch.wait.max.ms": 60_000,
+                          "enable.auto.commit": False})
+            c.assign([TopicPartition("lp", 0, 0)])
+            consumers.append(c)
+        for c in consumers:
+            assert c.consume(1, 0.5) == []   # connected, fetch parked
+        # parked: nobody is answered before the append
+        r, _, _ = select.select(socks, [], [], 1.0)
+        assert not r, f"{len(r)} of {n} fetches with max.wait.ms=60000 answered before any append"
+        results: dict[int, float] = {}
+        got_ck: list[float] = []
+
+        def consume(c: Any) -> None:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                ms = [m for m in c.consume(1, 0.5) if not m.error()]
+                if ms:
+                    assert ms[0].value() == b"wake"
+                    got_ck.append(time.monotonic())
+                    return
+
+        threads = [threading.Thread(target=consume, args=(c,), daemon=True) for c in consumers]
+        for t in threads:
+            t.start()
+        time.sleep(0.2)   # the consumers are back in their parked fetch
+        t0 = time.monotonic()
+        with wire.Conn(b.port) as c:
+            assert _produce(c, 1, "lp", 0, b"wake", acks=1) == (0, 0)
+        for i, s in enumerate(socks):
+            s.settimeout(max(0.1, t0 + 20 - time.monotonic()))
+            frame = _read_frame(s)
+            assert struct.unpack(">i", frame[:4])[0] == 10_000 + i
+            [(_t, _p, err, hw, data)] = wire.parse_fetch(frame[4:])
+            assert (err, hw, [r.value for r in R.decode_batches(data)]) == (0, 1, [b"wake"])
+            results[i] = time.monotonic() - t0
+        for t in threads:
+            t.join(30)
+        slowest = max(results.values())
+        assert slowest < 5, f"the last of {n} parked fetches was answered {slowest:.2f}s after the append"
+        assert len(got_ck) == len(consumers), "a confluent consumer with fetch.wait.max.ms=60000 missed the append"
+        assert max(got_ck) - t0 < 10
+        print(f"\n{n} parked fetches answered within {slowest * 1000:.0f} ms of one append; "
+              f"confluent consumers within {(max(got_ck) - t0) * 1000:.0f} ms")
+        assert b.alive()
+    finally:
+        for c in consumers:
+            c.close()
+        for s in socks:
+            s.close()
+        b.stop()
+
+
+# -- many partitions ------------------------------------------------------------------------------------------
+def _many_partitions(tmp_path, topics: int, per_topic: int) -> dict:
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+    total = topics * per_topic
+    b = _start(tmp_path)
+    try:
+        proc = psutil.Process(b.pid)
+        fds0, rss0 = proc.num_fds(), proc.memory_info().rss
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        futs = admin.create_topics([NewTopic(f"mp{t}", per_topic, 1) for t in range(topics)],
+                                   operation_timeout=120, request_timeout=180)
+        for f in futs.values():
+            f.result(180)
+        tps = [(f"mp{t}", q) for t in range(topics) for q in range(per_topic)]
+        p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 20})
+        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "mp", "enable.auto.commit": False})
+        c.assign([TopicPartition(t, q, 0) for t, q in tps])
+        seen: dict[tuple[str, int], list[bytes]] = {}
+        fds_after: list[int] = []
+        try:
+            for rnd in range(2):
+                acked: list[bool] = []
+                for t, q in tps:
+                    p.produce(t, value=b"%s-%d-%d" % (t.encode(), q, rnd), partition=q,
+                              on_delivery=lambda err, msg: acked.append(err is None))
+                assert p.flush(120) == 0 and len(acked) == total and all(acked)
+                want = (rnd + 1) * total
+                deadline = time.monotonic() + 120
+                while sum(map(len, seen.values())) < want and time.monotonic() < deadline:
+                    for m in c.consume(1000, 0.5):
+                        assert not m.error(), m.error()
+                        seen.setdefault((m.topic(), m.partition()), []).append(m.value())
+                assert sum(map(len, seen.values())) == want
+                fds_after.append(proc.num_fds())
+        finally:
+            c.close()
+        for t, q in tps:
+            assert seen[(t, q)] == [b"%s-%d-%d" % (t.encode(), q, r) for r in range(2)]
+        rss = proc.memory_info().rss
+        per_partition = (fds_after[0] - fds0) / total
+        # Kafka holds ~1 descriptor per partition (the .log; its mmapped indexes hold none); this
+        # broker holds 5 (the .log, and for each of the two indexes its pwrite descriptor and the
+        # one Python's mmap keeps): the bound guards against growth beyond that
+        assert per_partition <= 5.5, f"{per_partition:.1f} fds per partition ({fds0} -> {fds_after[0]})"
+        assert fds_after[1] <= fds_after[0] + 10, f"fds grew with traffic: {fds_after}"
+        assert (rss - rss0) >> 20 < 150 + total // 20, f"RSS grew {(rss - rss0) >> 20} MB for {total} partitions"
+        t0 = time.monotonic()
+        assert b.stop(timeout=120) == 0
+        stop_s = time.monotonic() - t0
+        return {"partitions": total, "fds": (fds0, *fds_after), "rss_mb": (rss0 >> 20, rss >> 20),
+                "stop_s": round(stop_s, 2)}
+    finally:
+        b.stop()
+
+
+def test_hundreds_of_partitions_keep_descriptors_bounded(tmp_path) -> None:
+    res = _many_partitions(tmp_path, 4, 100)
+    print(f"\n{res}")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_2000_partitions_keep_descriptors_bounded(tmp_path) -> None:
+    res = _many_partitions(tmp_path, 8, 250)
+    print(f"\n{res}")
+
+
+# -- many segments per partition --------------------------------------------------------------------------------
+def _many_segments(tmp_path, n: int) -> dict:
+    b = _start(tmp_path)
+    port = b.port
+    try:
+        proc = psutil.Process(b.pid)
+        fds0 = proc.num_fds()
+        # one 100-byte batch per segment
+        _create(port, "segs", 1, {"segment.bytes": "150"})
+        with wire.Conn(port) as c:
+            pipeline = b"".join(wire.produce(i, "segs", 0, R.build_batch([(b"k", b"%099d" % i)]), acks=1)
+                                for i in range(n))
+            c.send(pipeline)
+            for i in range(n):
+                cid, body = c.recv()
+                assert cid == i and wire.parse_produce(body)[0][2:] == (0, i)
+        seg_files = [f for f in os.listdir(os.path.join(b.data_dir, "segs-0")) if f.endswith(".log")]
+        assert len(seg_files) >= n
+        fds_written = proc.num_fds()
+
+        def fetch_middle() -> None:
+            with wire.Conn(port) as c:
+                _c, body = c.call(wire.fetch(1, "segs", 0, n // 2, max_bytes=1000))
+                [(_t, _p, err, hw, data)] = wire.parse_fetch(body)
+                recs = list(R.decode_batches(data))
+                assert err == 0 and hw == n and recs[0].offset == n // 2 and recs[0].value == b"%099d" % (n // 2)
+
+        fetch_middle()
+        t0 = time.monotonic()
+        assert b.stop(timeout=120) == 0
+        stop_s = time.monotonic() - t0
+        t0 = time.monotonic()
+        b = start_broker(b.data_dir, port=port, overrides=BASE, timeout=120)
+        start_s = time.monotonic() - t0
+        proc = psutil.Process(b.pid)
+        fds_restart = proc.num_fds()
+        assert fds_restart <= fds0 + 20, f"a clean restart opened {fds_restart - fds0} fds for {n} segments"
+        fetch_middle()
+        fds_middle = proc.num_fds()
+        assert fds_middle <= fds_restart + 6, "one fetch from the middle opened more than its segment"
+
+        def read_all() -> None:
+            off = 0
+            with wire.Conn(port) as c:
+                while off < n:
+                    _c, body = c.call(wire.fetch(1, "segs", 0, off, max_bytes=64 << 10))
+                    [(_t, _p, err, _hw, data)] = wire.parse_fetch(body)
+                    recs = list(R.decode_batches(data))
+                    assert err == 0 and recs and recs[0].offset == off
+                    assert all(r.value == b"%099d" % r.offset for r in recs)
+                    off = recs[-1].offset + 1
+
+        read_all()
+        fds_read1 = proc.num_fds()
+        read_all()
+        fds_read2 = proc.num_fds()
+        # each segment read keeps its .log open, as Kafka does; a second pass opens nothing new
+        assert fds_read1 <= fds0 + n + 30, f"{fds_read1} fds after reading {n} segments"
+        assert fds_read2 <= fds_read1 + 5, f"reading the segments again leaked fds: {fds_read1} -> {fds_read2}"
+        return {"segments": n, "fds": {"start": fds0, "written": fds_written, "restart": fds_restart,
+                                       "middle": fds_middle, "read": fds_read1, "read_again": fds_read2},
+                "stop_s": round(stop_s, 2), "restart_s": round(start_s, 2)}
+    finally:
+        b.stop()
+
+
+def test_many_segments_in_one_partition(tmp_path) -> None:
+    res = _many_segments(tmp_path, 400)
+    assert res["restart_s"] < 30 and res["stop_s"] < 30, res
+    print(f"\n{res}")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_2000_segments_in_one_partition(tmp_path) -> None:
+    res = _many_segments(tmp_path, 2000)
+    assert res["restart_s"] < 60 and res["stop_s"] < 60, res
+    print(f"\n{res}")
