@@ -3,10 +3,11 @@
 For each requested partition the log returns the file region of whole batches from the batch
 holding `fetch_offset` (it may start before the offset, and may end inside a batch when a limit
 cuts it, as Kafka's does; clients skip both). Limits: `partition_max_bytes` per partition and
-`max_bytes` for the response, except that the first partition with data always returns at least
-one full batch (KIP-74). The response is written by `protocol.write_fetch_response` as a list of
-buffers, so record bytes are never re-encoded; a partition's data of SENDFILE_MIN_BYTES or more is
-a file region (FileSlice) in that list, which the server sends with `sendfile` (broker/zerocopy.py).
+`max_bytes` for the response (0 included: then that one batch alone), except that the first
+partition with data always returns at least one full batch (KIP-74). The response is written by
+`protocol.write_fetch_response` as a list of buffers, so record bytes are never re-encoded; a
+partition's data of SENDFILE_MIN_BYTES or more is a file region (FileSlice) in that list, which
+the server sends with `sendfile` (broker/zerocopy.py).
 
 Long polling: when fewer than `min_bytes` are available and `max_wait_ms` > 0, the request parks
 on the server's append waiters of its partitions and is recomputed when one of them grows, or
@@ -44,9 +45,9 @@ SENDFILE_MIN_BYTES = 64 * 1024
 def _collect(server: Any, request: Any, v: int) -> tuple[list[TopicResult], int, bool, list[Any]]:
     """One pass over the requested partitions: (topics, bytes, any error, logs read)."""
     store = server.store
-    budget = int(request.max_bytes) if v >= 3 else 2**31 - 1
-    if budget <= 0:
-        budget = 2**31 - 1
+    # max_bytes 0 (or less) is no room at all, not "unlimited": as with Kafka, only the KIP-74
+    # batch of the first partition with data comes back
+    budget = max(int(request.max_bytes), 0) if v >= 3 else 2**31 - 1
     total = 0
     errors = False
     logs: list[Any] = []
