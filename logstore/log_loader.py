@@ -10,8 +10,12 @@ What a load does, in order (the invariants it restores are log.py's):
   batch (size, magic, CRC; `LogSegment.recover`), the torn or corrupt tail is truncated and every
   later segment deleted; older segments get their indexes checked and rebuilt when they disagree
   with the log. Everything found is counted in `RecoveryStats` and described in its `problems`;
+- producer snapshots above the log end offset recovery arrived at are deleted (durably) before
+  the load returns: they describe records a crash lost (`_drop_stale_producer_snapshots`);
 - producer state comes from the newest snapshot at or below the log end plus a header replay
-  (`_producer_headers`), and snapshots are written at rolls and clean closes.
+  (`_producer_headers`; without a snapshot, of the last two segments holding data), and
+  snapshots are written at rolls (loading the state first if need be, so that the replay always
+  reaches every batch since the newest snapshot) and clean closes.
 
 Costs: a clean open reads directory listings and nothing else (indexes are mapped lazily); an
 unclean one reads every byte after the recovery point once.
@@ -119,6 +123,25 @@ class LogLoader:
         first_base = self.segments.peekitem(0)[0]
         self._log_start_offset = max(self._log_start_offset, first_base)
         self.recovery_point = min(max(self.recovery_point, 0), self.log_end_offset)
+        self._drop_stale_producer_snapshots()
+
+    def _drop_stale_producer_snapshots(self) -> None:
+        """Delete the producer snapshots above the log end offset recovery arrived at, durably,
+        before anything can be appended. A snapshot is fsynced at a roll before the sealed segment
+        is (log.py defers that flush), so a crash that loses unflushed data can leave snapshots of
+        a history the log no longer has. Left until the producer state is first loaded, appends
+        by non-idempotent producers could carry the log end past such a file, which would then
+        pass for valid: a retry of a lost batch answered as a duplicate at an offset holding
+        another record, or the producer's next batch refused as out of order. Kafka's LogLoader
+        removes them at load too."""
+        leo = self.log_end_offset
+        stale = [path for off, path in PS.list_snapshots(self.dir) if off > leo]
+        if not stale:
+            return
+        for path in stale:
+            self.stats.problems.append(f"deleted producer snapshot {path}: above the log end offset {leo}")
+            self._remove_file(path)
+        fsync_dir(self.dir)
 
     def _restart_at_log_start(self) -> None:
         """The checkpointed log start offset lies past everything recovery kept: delete-records
@@ -254,8 +277,10 @@ class LogLoader:
                     continue
                 start = off
                 break
-            bases = list(self.segments.keys())
             if start is None:
+                # the last two segments holding data: an empty active segment (just rolled, or
+                # left by a crash right after a roll) must not take the place of one of them
+                bases = [b for b, seg in self.segments.items() if seg.size] or list(self.segments.keys())
                 start = bases[-2] if len(bases) > 1 else bases[0]
             i = max(self.segments.bisect_right(start) - 1, 0)
             segs = [(seg, seg.size) for seg in list(self.segments.values())[i:]]
@@ -273,12 +298,30 @@ class LogLoader:
             pass
 
     def _take_producer_snapshot(self, offset: int) -> bool:
-        """Write the producer state at `offset` (= LEO) if it is complete, keep the newest
-        KEEP_SNAPSHOTS files. Best effort: a missing snapshot costs a longer scan, never data.
-        The caller fsyncs the directory."""
+        """Write the producer state at `offset` (= LEO), keep the newest KEEP_SNAPSHOTS files.
+        The caller fsyncs the directory.
+
+        At a roll (`offset` is the base of a new, empty last segment) an unloaded state is loaded
+        first: without a snapshot the loader scans only the last two segments holding data, and
+        the roll moves that window on, so a producer whose batches are all in the segment it
+        leaves behind would be forgotten, and its retry after a restart appended a second time
+        (Kafka has every producer's state from its load on and snapshots it at every roll). The
+        load scans at most the batches since the newest snapshot, and happens once per open:
+        every later roll finds the state loaded. So this invariant holds: every batch since the
+        newest snapshot (all of them, without one) lies in the last two segments holding data.
+        At a close an unloaded state is not loaded: no roll since the open, so older snapshots
+        plus the log still say it all. Best effort: a failed load or write costs a longer scan
+        later, never data."""
         ps = self.producer_state
         if not ps.loaded:
-            return False  # nothing loaded since open: older snapshots plus the log still say it all
+            last_base, last = self.segments.peekitem(-1)
+            if not (len(self.segments) > 1 and last_base == offset and last.size == 0):
+                return False
+            try:
+                ps.load()
+            except Exception as e:  # noqa: BLE001 (best effort, as the write below)
+                logger.warning("cannot load the producer state of %s at a roll: %s", self.name, e)
+                return False
         try:
             PS.write_snapshot(PS.snapshot_path(self.dir, offset), ps.producers)
             for _off, path in PS.list_snapshots(self.dir)[:-KEEP_SNAPSHOTS]:

@@ -10,8 +10,9 @@ offset, timestamp) of its last five batches, which is what a retrying producer c
 - otherwise out of order (OUT_OF_ORDER_SEQUENCE_NUMBER), or fenced if its epoch is older.
 
 The state is rebuilt the first time a producer unknown since open (or since a truncation) sends
-a batch: the owner's loader restores the newest valid snapshot and replays batch headers (never
-records) from the snapshot's offset to the log end (log.py).
+a batch, or at the first roll (log_loader.py: a roll's snapshot must cover what the loader's
+bounded scan would no longer reach): the owner's loader restores the newest valid snapshot and
+replays batch headers (never records) from the snapshot's offset to the log end (log.py).
 
 Expiry (Kafka's `producer.id.expiration.ms`, checked every
 `producer.id.expiration.check.interval.ms` on the store's background thread, `install`): a
@@ -90,6 +91,17 @@ class ProducerStateManager:
         if not self._loaded:
             self._load()
         return {pid: e.batches[-1][3] for pid, e in self.producers.items() if e.batches}
+
+    def load(self) -> None:
+        """Load the whole state from the log now if it is not loaded. On a failure the table is
+        left unloaded (the next use tries again), never marked loaded with part of the log."""
+        if self._loaded:
+            return
+        try:
+            self._load()
+        except BaseException:
+            self.truncate()
+            raise
 
     def _load(self) -> None:
         self._loaded = True
