@@ -6,8 +6,10 @@ the in-memory view, and compaction-friendly tombstones).
 
 Rules (Kafka's): a commit from a member needs its current generation (not while the group is
 CompletingRebalance); generation -1 with no member id is a commit from outside the group
-protocol (admin, a consumer using assign()), allowed while the group is Empty. A commit for a
-partition that does not exist, or with metadata over `offset.metadata.max.bytes`, fails alone.
+protocol (admin, a consumer using assign()), allowed while the group is Empty; a member's commit
+(generation >= 0) to a group that does not exist is GROUP_ID_NOT_FOUND from OffsetCommit v9 on,
+ILLEGAL_GENERATION before. A commit for a partition that does not exist, or with metadata over
+`offset.metadata.max.bytes`, fails alone.
 
 Durability: OffsetCommit is acknowledged once its batch is appended (written to the file: it
 survives a kill -9), as Kafka acks after the append; power-loss durability comes from the
@@ -56,7 +58,9 @@ class OffsetsMixin(RebalanceMixin):
         """OffsetCommit. Generation -1 with no member id is a commit from outside the group
         protocol (admin, a consumer using assign()): allowed while the group is Empty. For a
         consumer-protocol group (KIP-848) `generation` is the member epoch (STALE_MEMBER_EPOCH
-        when it is not the member's current one; `api_version` below 9 is refused for members)."""
+        when it is not the member's current one; `api_version` below 9 is refused for members).
+        A generation >= 0 for an unknown group is GROUP_ID_NOT_FOUND from `api_version` 9 on,
+        ILLEGAL_GENERATION before (and when `api_version` is None)."""
         err = self._check_active()
         if not err and not group_id:
             err = E.INVALID_GROUP_ID
@@ -71,7 +75,11 @@ class OffsetsMixin(RebalanceMixin):
         g = self.groups.get(group_id)
         if g is None:
             if generation >= 0:
-                return {tp: E.ILLEGAL_GENERATION for tp in offsets}
+                # a member of a group we do not know (a KIP-848 group lost by a restart, a deleted
+                # group): Kafka answers GROUP_ID_NOT_FOUND from v9 on, for both protocols, and
+                # ILLEGAL_GENERATION before, for compatibility
+                err = E.GROUP_ID_NOT_FOUND if api_version is not None and api_version >= 9 else E.ILLEGAL_GENERATION
+                return {tp: err for tp in offsets}
             g = Group(group_id, state_timestamp_ms=self.clock())
             self.groups[group_id] = g
         err = self._commit_error(g, generation, member_id, group_instance_id)

@@ -530,3 +530,32 @@ def test_topic_deleted_under_a_running_group_takes_its_offsets_and_comes_back_fr
     wait_for(lambda: committed_offsets(b.bootstrap, "dg") == {**{tp: 3 for tp in tps("d", 3)},
                                                              **{tp: 10 for tp in tps("keep", 2)}},
              20, "the new commits", hold=0, interval=0.5)
+
+
+# -- OffsetCommit naming a generation of a group the coordinator does not know ------------------------------
+def test_member_commit_to_an_unknown_group_is_group_id_not_found_from_v9(broker):
+    """A member's OffsetCommit (generation or member epoch >= 0) for a group the coordinator does
+    not know, as a KIP-848 member's commit right after a broker restart (those groups live in
+    memory) or after its group was deleted: from OffsetCommit v9 on Kafka answers
+    GROUP_ID_NOT_FOUND (for both protocols), before v9 ILLEGAL_GENERATION. logstore answered
+    ILLEGAL_GENERATION at every version. Nothing is stored either way, and the group is not
+    created by the refused commit."""
+    from broker.admin_client.connection import Connection, code_of
+
+    create_topic(broker.bootstrap, "t", 1)
+
+    def commit(c: Connection, group: str, generation: int, member: str, version: int) -> int:
+        r = c.request(8, {"group_id": group, "generation_id_or_member_epoch": generation, "member_id": member,
+                          "group_instance_id": None, "topics": [{"name": "t", "partitions": [
+                              {"partition_index": 0, "committed_offset": 7, "committed_leader_epoch": -1,
+                               "committed_metadata": ""}]}]}, version=version)
+        return code_of(r.topics[0].partitions[0].error_code)
+
+    with Connection(broker.bootstrap) as c:
+        assert commit(c, "gone", 3, "m-1", 9) == 69  # GROUP_ID_NOT_FOUND
+        assert commit(c, "gone", 3, "m-1", 8) == 22  # ILLEGAL_GENERATION
+        assert commit(c, "gone", 3, "m-1", 2) == 22
+        lg = c.request(16, {"states_filter": [], "types_filter": []}, version=5)
+        assert [g.group_id for g in lg.groups] == []
+        assert commit(c, "gone", -1, "", 9) == 0  # from outside the group protocol: creates it
+    assert committed_offsets(broker.bootstrap, "gone") == {"t:0": 7}
