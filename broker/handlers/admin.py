@@ -7,7 +7,9 @@ lookups) runs in a worker thread, never on the event loop. Error codes follow Ka
 INVALID_TOPIC_EXCEPTION 17, TOPIC_ALREADY_EXISTS 36, INVALID_PARTITIONS 37,
 INVALID_REPLICATION_FACTOR 38, INVALID_REPLICA_ASSIGNMENT 39, INVALID_CONFIG 40,
 INVALID_REQUEST 42, UNKNOWN_TOPIC_OR_PARTITION 3, OFFSET_OUT_OF_RANGE 1, UNKNOWN_TOPIC_ID 100,
-UNSUPPORTED_VERSION 35 (a ListOffsets special timestamp too new for the request's version).
+UNSUPPORTED_VERSION 35 (a ListOffsets special timestamp too new for the request's version),
+POLICY_VIOLATION 44 (DeleteRecords on a topic whose cleanup.policy lacks delete; on an internal
+topic it is INVALID_TOPIC_EXCEPTION).
 When a request is wrong in several ways, the error is the one Kafka checks first (e.g. CreateTopics
 of an existing topic is TOPIC_ALREADY_EXISTS whatever its partition count or replication factor),
 and the messages of the controller-side checks are Kafka's own.
@@ -46,6 +48,7 @@ INVALID_REPLICATION_FACTOR = 38
 INVALID_REPLICA_ASSIGNMENT = 39
 INVALID_CONFIG = 40
 INVALID_REQUEST = 42
+POLICY_VIOLATION = 44
 TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
 UNKNOWN_TOPIC_ID = 100
 
@@ -343,7 +346,16 @@ async def delete_records(ctx: Any, request: Any) -> Any:
     store = ctx.server.store
 
     def one(topic: str, p: int, offset: int) -> tuple[int, int]:
+        """Kafka's order (KafkaApis, ReplicaManager.deleteRecordsOnLocalLog, Partition): an
+        unknown partition, an internal topic (INVALID_TOPIC_EXCEPTION: committed offsets are not
+        the client's to delete), a topic whose cleanup.policy lacks delete (POLICY_VIOLATION),
+        then the offset."""
         try:
+            lg = store.partition(topic, p)
+            if topic in INTERNAL_TOPICS:
+                return INVALID_TOPIC, -1
+            if not lg.config.delete:
+                return POLICY_VIOLATION, -1
             return 0, store.delete_records(topic, p, offset)
         except LogStoreError as e:
             return error_of(e)[0], -1

@@ -18,6 +18,9 @@ unmodified clients (confluent-kafka, kafka-python, aiokafka), checked against Ap
   largest), a timestamp past the last record (-1);
 - invalid topic names, missing topics and partitions with auto.create.topics.enable=false;
   the store's own metadata log is not a topic; a negative fetch offset is OFFSET_OUT_OF_RANGE;
+- Fetch with max_bytes 0: only the KIP-74 batch of the first partition with data;
+- DeleteRecords: INVALID_TOPIC_EXCEPTION on an internal topic, POLICY_VIOLATION on a compact-only
+  topic;
 - many partitions, fetch limits below one batch: every partition is read, none starves.
 """
 
@@ -415,6 +418,56 @@ def test_invalid_and_missing_topics_with_auto_create_disabled(broker) -> None:
         assert "__cluster_metadata" not in {x.name for x in r.topics}
         assert int(_fetch(c, one, -5).error_code) == 1             # a negative offset is out of range
     assert set(broker.store.topics()) == before
+
+
+# -- DeleteRecords ---------------------------------------------------------------------------------------
+def test_delete_records_refuses_internal_and_compact_only_topics(broker) -> None:
+    """Kafka: INVALID_TOPIC_EXCEPTION for an internal topic (committed offsets stay), and
+    POLICY_VIOLATION where cleanup.policy lacks delete; compact,delete is fine."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+    from confluent_kafka.admin import AdminClient
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import PolicyViolationError
+    from kafka import TopicPartition as KTP
+    bs = broker.bootstrap
+    cmp, both = _topic("cmp"), _topic("cmpdel")
+    broker.store.create_topic(cmp, 1, config={"cleanup.policy": "compact"})
+    broker.store.create_topic(both, 1, config={"cleanup.policy": "compact,delete"})
+    for t in (cmp, both):
+        broker.store.partition(t, 0).append([(b"k%d" % i, b"v") for i in range(5)])
+    group = _topic("dr-group")
+    c = Consumer({"bootstrap.servers": bs, "group.id": group, "enable.auto.commit": False})
+    c.commit(offsets=[TopicPartition(both, 0, 4)], asynchronous=False)
+    c.close()
+    offsets_log = broker.store.partition("__consumer_offsets", 0)
+    before = (offsets_log.log_start_offset, offsets_log.log_end_offset)
+    assert before[1] > 0
+
+    a = AdminClient({"bootstrap.servers": bs})
+
+    def ck(topic: str, offset: int):
+        tp = TopicPartition(topic, 0, offset)
+        try:
+            return a.delete_records([tp])[tp].result(20).low_watermark
+        except KafkaException as e:
+            return e.args[0].code()
+
+    assert ck(cmp, 3) == 44                                      # POLICY_VIOLATION
+    assert ck("__consumer_offsets", -1) == 17                   # TOPIC_EXCEPTION
+    assert ck(both, 3) == 3                                     # the new low watermark
+    ka = KafkaAdminClient(bootstrap_servers=bs)
+    try:
+        with pytest.raises(PolicyViolationError):
+            ka.delete_records({KTP(cmp, 0): 2})
+    finally:
+        ka.close()
+    assert broker.store.partition(cmp, 0).log_start_offset == 0
+    assert (offsets_log.log_start_offset, offsets_log.log_end_offset) == before
+    c = Consumer({"bootstrap.servers": bs, "group.id": group})
+    try:
+        assert c.committed([TopicPartition(both, 0)], timeout=20)[0].offset == 4
+    finally:
+        c.close()
 
 
 # -- many partitions, tiny fetch limits ----------------------------------------------------------------
