@@ -382,19 +382,19 @@ def _check_topics(b: BrokerProcess, churns: list[AdminChurn]) -> dict[str, int]:
             assert topics.get(name) in model.possible, (
                 f"after SIGKILLs, topic {name} is {topics.get(name)} partitions; the acknowledged "
                 f"operations allow only {model.possible}")
+    models = {name: m for c in churns for name, m in c.models.items()}
     p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "message.timeout.ms": 10000, **QUIET})
     failed: list = []
     for t, n in topics.items():
-        for i in range(n):
-            p.produce(t, value=b"probe", partition=i,
+        for i in range(n):  # tagged with the generation of the topic's last acknowledged create
+            p.produce(t, value=b"probe:%d" % models[t].last_create_gen, partition=i,
                       on_delivery=lambda err, msg: failed.append((msg.topic(), msg.partition(), err)) if err else None)
     assert p.flush(30) == 0 and not failed, f"topics that exist but cannot be produced to: {failed}"
-    models = {name: m for c in churns for name, m in c.models.items()}
     for t, n in topics.items():
         for i in range(n):
             values = [r.value for r in fetch_records(b.port, t, i)]
-            assert values and values[-1] == b"probe", (t, i, values)
-            old = [v for v in values[:-1] if v != b"probe" and int(v.split(b":")[1]) < models[t].last_create_gen]
+            assert values and values[-1] == b"probe:%d" % models[t].last_create_gen, (t, i, values)
+            old = [v for v in values if int(v.split(b":")[1]) < models[t].last_create_gen]
             assert not old, f"{t}-{i} serves records of a deleted incarnation of the topic: {old}"
     return topics
 
@@ -421,15 +421,14 @@ def run_admin_churn(tmp_path, kills: int, epochs: int) -> dict:
                     c.ops = 0
             pause.set()
             wait_until(lambda: all(c.idle.is_set() for c in churns), 60, "the admin threads to pause")
-            logs.append(b.log())
-            b = restart(b, ov)   # and one more SIGKILL with nothing in flight
-            topics = _check_topics(b, churns)
+            topics = _check_topics(b, churns)   # the broker restarted after the last random kill
             pause.clear()
         stop.set()
         for c in churns:
             c.join(60)
             assert c.failure is None, f"{c.name}: {c.failure!r}"
-        # every name can be (re)created, and a re-created topic starts empty
+        # deletions acknowledged before a SIGKILL stay done, and every name can be created again,
+        # empty
         from confluent_kafka.admin import AdminClient, NewTopic
         admin = AdminClient({"bootstrap.servers": b.bootstrap, **QUIET})
         names = [n for c in churns for n in c.names]
@@ -438,6 +437,8 @@ def run_admin_churn(tmp_path, kills: int, epochs: int) -> dict:
         logs.append(b.log())
         b = restart(b, ov)
         admin = AdminClient({"bootstrap.servers": b.bootstrap, **QUIET})
+        left = {t for t in admin.list_topics(timeout=15).topics if not t.startswith("__")}
+        assert not left, f"topics deleted before the SIGKILL are back: {left}"
         for n, fut in admin.create_topics([NewTopic(n, 2, 1) for n in names], operation_timeout=10).items():
             fut.result(20)
         assert all(end_offsets(b.port, n, 2) == [0, 0] for n in names), "a re-created topic is not empty"
@@ -534,14 +535,14 @@ def run_aio_kills(tmp_path, n: int, kills: int) -> dict:
             values = [v for _, v in stored]
             assert values == sorted(values), f"partition {part}: records out of the producer's order"
         segs = len([f for f in os.listdir(os.path.join(b.data_dir, f"{t}-0")) if f.endswith(".log")])
-        assert segs > 10, f"only {segs} segments: the kills did not come among rolls"
+        assert segs > 5, f"only {segs} segments: the kills did not come among rolls"
         return {"records": n, "kills": kills + 1, "segments": segs}
     finally:
         b.stop()
 
 
 def test_aiokafka_idempotent_producer_across_sigkill_with_flush_per_message_and_tiny_segments(tmp_path):
-    run_aio_kills(tmp_path, n=800, kills=2)
+    run_aio_kills(tmp_path, n=600, kills=2)
 
 
 @pytest.mark.slow
@@ -613,14 +614,15 @@ def run_startup_kills(tmp_path, attempts: int, seed: int) -> dict:
     from confluent_kafka import Consumer, Producer, TopicPartition
 
     ov = {"offsets.topic.num.partitions": "1", "group.initial.rebalance.delay.ms": "0"}
-    t, parts, n = "boot", 4, 4000
+    t, parts, n = "boot", 4, 2000
     t0 = time.monotonic()
     b = start_broker(str(tmp_path / "data"), overrides=ov)
     start_s = time.monotonic() - t0
     acked: dict[int, list[tuple[int, bytes]]] = {p: [] for p in range(parts)}
     try:
         raw_create_topic(b.port, t, parts, {"segment.bytes": "8192"})
-        p = Producer({"bootstrap.servers": b.bootstrap, "enable.idempotence": True, "linger.ms": 5, **QUIET})
+        p = Producer({"bootstrap.servers": b.bootstrap, "enable.idempotence": True, "linger.ms": 5,
+                      "reconnect.backoff.max.ms": 100, **QUIET})
 
         def cb(err, msg) -> None:
             assert err is None, err
@@ -671,7 +673,7 @@ def run_startup_kills(tmp_path, attempts: int, seed: int) -> dict:
 
 
 def test_sigkill_during_start_up_again_and_again_loses_nothing(tmp_path):
-    run_startup_kills(tmp_path, attempts=3, seed=1)
+    run_startup_kills(tmp_path, attempts=2, seed=1)
 
 
 @pytest.mark.slow
