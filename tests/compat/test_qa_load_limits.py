@@ -37,6 +37,7 @@ import select
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -421,7 +422,7 @@ def _many_partitions(tmp_path, topics: int, per_topic: int) -> dict:
 
 
 def test_hundreds_of_partitions_keep_descriptors_bounded(tmp_path) -> None:
-    res = _many_partitions(tmp_path, 4, 100)
+    res = _many_partitions(tmp_path, 4, 50)
     print(f"\n{res}")
 
 
@@ -499,7 +500,7 @@ def _many_segments(tmp_path, n: int) -> dict:
 
 
 def test_many_segments_in_one_partition(tmp_path) -> None:
-    res = _many_segments(tmp_path, 400)
+    res = _many_segments(tmp_path, 300)
     assert res["restart_s"] < 30 and res["stop_s"] < 30, res
     print(f"\n{res}")
 
@@ -509,4 +510,350 @@ def test_many_segments_in_one_partition(tmp_path) -> None:
 def test_2000_segments_in_one_partition(tmp_path) -> None:
     res = _many_segments(tmp_path, 2000)
     assert res["restart_s"] < 60 and res["stop_s"] < 60, res
+    print(f"\n{res}")
+
+
+# -- SIGTERM under load ---------------------------------------------------------------------------------------
+class _RawProducer(threading.Thread):
+    """acks=1 produces pipelined 8 deep on one connection until told to stop or the broker goes;
+    records what was acknowledged: (partition, offset) -> value."""
+
+    def __init__(self, port: int, topic: str, partitions: int, ident: int):
+        super().__init__(daemon=True)
+        self.port, self.topic, self.partitions, self.who = port, topic, partitions, ident
+        self.acked: dict[tuple[int, int], bytes] = {}
+        self.stop_flag = threading.Event()
+
+    def run(self) -> None:
+        try:
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        except OSError:
+            return
+        pending: list[tuple[int, int, bytes]] = []
+        seq = 0
+        try:
+            while not self.stop_flag.is_set() or pending:
+                while len(pending) < 8 and not self.stop_flag.is_set():
+                    seq += 1
+                    p = seq % self.partitions
+                    value = b"raw-%d-%d-" % (self.who, seq) + b"x" * 200
+                    s.sendall(wire.produce(seq, self.topic, p, R.build_batch([(b"k", value)]), acks=1))
+                    pending.append((seq, p, value))
+                frame = _read_frame(s)
+                cid, p, value = pending.pop(0)
+                assert struct.unpack(">i", frame[:4])[0] == cid
+                [(_t, part, err, base)] = wire.parse_produce(frame[4:])
+                if err == 0:
+                    self.acked[(part, base)] = value
+        except (OSError, ConnectionError, struct.error):
+            pass   # the broker stopped
+        finally:
+            s.close()
+
+
+_MEMBER = """
+import sys
+from confluent_kafka import Consumer
+c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": "st-group", "auto.offset.reset": "earliest",
+              "session.timeout.ms": 10000})
+told = []
+c.subscribe([sys.argv[2]], on_assign=lambda c, parts: told or (told.append(1), print("assigned", flush=True)))
+while True:
+    c.poll(0.2)
+"""
+
+
+def _sigterm_under_load(tmp_path, load_s: float, cycles: int) -> list[float]:
+    from confluent_kafka import Producer
+    topic, parts = "st", 4
+    data_dir = str(tmp_path / "data")
+    b = start_broker(data_dir, overrides=BASE)
+    port = b.port
+    _create(port, topic, parts, {"segment.bytes": str(256 << 10)})
+    _create(port, "quiet", 1)
+    acked: dict[tuple[int, int], bytes] = {}
+    stop_times = []
+    members: list[subprocess.Popen] = []
+    try:
+        for cycle in range(cycles):
+            if cycle:
+                b = start_broker(data_dir, port=port, overrides=BASE)
+            proc = psutil.Process(b.pid)
+            raws = [_RawProducer(port, topic, parts, cycle * 10 + i) for i in range(3)]
+            for r in raws:
+                r.start()
+            ck_acked: dict[tuple[int, int], bytes] = {}
+            prod = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 2,
+                             "enable.idempotence": True, "message.timeout.ms": 20_000})
+
+            def on_delivery(err: Any, msg: Any) -> None:
+                if err is None:
+                    ck_acked[(msg.partition(), msg.offset())] = msg.value()
+
+            stop_ck = threading.Event()
+
+            def ck_loop() -> None:
+                i = 0
+                while not stop_ck.is_set():
+                    try:
+                        prod.produce(topic, value=b"ck-%d-%d-" % (cycle, i) + b"y" * 100, partition=i % parts,
+                                     on_delivery=on_delivery)
+                        i += 1
+                    except BufferError:
+                        pass
+                    prod.poll(0.001)
+
+            ck = threading.Thread(target=ck_loop, daemon=True)
+            ck.start()
+            # a group member in its own process (librdkafka's close waits ~10 s for a broker that is gone)
+            member = subprocess.Popen([sys.executable, "-c", _MEMBER, b.bootstrap, topic],
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            members.append(member)
+            parked = []
+            for i in range(20):
+                s = socket.create_connection(("127.0.0.1", port), timeout=30)
+                s.sendall(wire.fetch(i, "quiet", 0, 0, max_wait_ms=60_000))
+                parked.append(s)
+            nonreader = socket.socket()
+            nonreader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            nonreader.connect(("127.0.0.1", port))
+            threading.Thread(target=_send_quietly, daemon=True, args=(
+                nonreader, b"".join(wire.fetch(i, topic, i % parts, 0, max_bytes=1 << 20) for i in range(50)))).start()
+            t_load = time.monotonic()
+            _wait_for(lambda: sum(len(r.acked) for r in raws) > 200 and len(ck_acked) > 100, 60,
+                      "the producers to get going")
+            assert member.stdout.readline().strip() == "assigned", "the group member got no assignment"
+            time.sleep(max(0.0, load_s - (time.monotonic() - t_load)))
+            t0 = time.monotonic()
+            b.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = b.proc.wait(60)
+            except Exception:
+                b.kill()
+                raise AssertionError(f"the broker did not exit within 60s of SIGTERM under load:\n{b.log()[-3000:]}")
+            stop_times.append(time.monotonic() - t0)
+            for r in raws:
+                r.stop_flag.set()
+            stop_ck.set()
+            for r in raws:
+                r.join(30)
+            ck.join(30)
+            member.kill()
+            member.wait()
+            prod.flush(1)
+            for s in parked + [nonreader]:
+                s.close()
+            assert rc == 0, f"exit code {rc} after SIGTERM:\n{b.log()[-3000:]}"
+            assert stop_times[-1] < 15, f"SIGTERM under load took {stop_times[-1]:.1f}s to stop"
+            assert "Traceback" not in b.log(), b.log()[-3000:]
+            for r in raws:
+                acked.update(r.acked)
+            acked.update(ck_acked)
+            assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+        # the next open is a clean one: no recovery scan, and every acknowledged record is there
+        import logstore
+        assert os.path.exists(os.path.join(data_dir, ".kafka_cleanshutdown"))
+        store = logstore.open(data_dir, background=False)
+        try:
+            stats = store.recovery_stats
+            assert store.clean_open and stats.segments_scanned == 0 and not stats.problems, \
+                (store.clean_open, stats)
+            for q in range(parts):
+                lg = store.partition(topic, q)
+                want = {off: v for (p, off), v in acked.items() if p == q}
+                got = {r.offset: r.value for r in lg.iter_records(0)} if want else {}
+                missing = [off for off in want if got.get(off) != want[off]]
+                assert not missing, f"partition {q}: {len(missing)} acknowledged records missing or different"
+        finally:
+            store.close()
+        return stop_times
+    finally:
+        for m in members:
+            m.kill()
+            m.wait()
+        b.stop()
+
+
+def test_sigterm_under_load_stops_promptly_and_the_next_open_is_clean(tmp_path) -> None:
+    times = _sigterm_under_load(tmp_path, load_s=2.0, cycles=1)
+    print(f"\nSIGTERM under load: exited in {times[0]:.2f}s")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_sigterm_under_load_repeatedly(tmp_path) -> None:
+    times = _sigterm_under_load(tmp_path, load_s=8.0, cycles=5)
+    print(f"\nSIGTERM under load, 5 cycles: exit times {[round(t, 2) for t in times]}")
+
+
+# -- close to ulimit -n ----------------------------------------------------------------------------------------
+def test_near_the_descriptor_limit_appends_fail_clearly_and_nothing_is_lost(tmp_path) -> None:
+    parts = 50
+    b = _start(tmp_path)
+    port = b.port
+    try:
+        proc = psutil.Process(b.pid)
+        _create(port, "lim", parts)
+        soft, hard = proc.rlimit(psutil.RLIMIT_NOFILE)
+        acked: dict[int, list[bytes]] = {q: [] for q in range(parts)}
+        with wire.Conn(port) as c:
+            # room for about 5 partitions' first appends (each opens its two index files)
+            proc.rlimit(psutil.RLIMIT_NOFILE, (proc.num_fds() + 20, hard))
+            first = {}
+            for q in range(parts):
+                first[q] = _produce(c, q, "lim", q, b"first-%d" % q)
+                if first[q][0] == 0:
+                    acked[q].append(b"first-%d" % q)
+            codes = {err for err, _ in first.values()}
+            assert codes <= {0, 56}, f"appends out of descriptors answered {codes} (expected 0 or KAFKA_STORAGE_ERROR)"
+            assert 56 in codes and 0 in codes, codes
+            # the connection still works, and a new one is served or refused at once, never left hanging
+            c.call(wire.api_versions(999))
+            try:
+                with wire.Conn(port, timeout=5) as fresh:
+                    fresh.call(wire.api_versions(1))
+            except socket.timeout:
+                raise AssertionError("a new connection at the descriptor limit hangs") from None
+            except (ConnectionError, OSError):
+                pass   # accepted and closed for want of a descriptor: the client retries
+            proc.rlimit(psutil.RLIMIT_NOFILE, (soft, hard))
+            # descriptors free again: every partition takes appends, including those that failed
+            for q in range(parts):
+                err, _base = _produce(c, 1000 + q, "lim", q, b"second-%d" % q)
+                assert err == 0, f"partition {q} still refuses appends ({err}) with descriptors to spare"
+                acked[q].append(b"second-%d" % q)
+        assert b.stop(timeout=60) == 0
+        import logstore
+        store = logstore.open(b.data_dir, background=False)
+        try:
+            assert store.clean_open and not store.recovery_stats.problems, store.recovery_stats
+            for q in range(parts):
+                assert [r.value for r in store.partition("lim", q).iter_records(0)] == acked[q], q
+        finally:
+            store.close()
+    finally:
+        b.stop()
+
+
+# -- sustained mixed load, sampled ------------------------------------------------------------------------------
+def _sustained_mixed_load(tmp_path, seconds: float) -> dict:
+    from aiokafka import AIOKafkaConsumer, TopicPartition as AioTP
+    from confluent_kafka import Consumer, Producer
+    from kafka import KafkaProducer
+    topic, parts = "mix", 4
+    b = _start(tmp_path)
+    try:
+        proc = psutil.Process(b.pid)
+        _create(b.port, topic, parts)
+        stop = threading.Event()
+        sent: dict[str, int] = {"ck": 0, "kp": 0}
+        errors: list[str] = []
+        seen_ck: set[bytes] = set()
+        seen_aio: set[bytes] = set()
+
+        def ck_producer() -> None:
+            p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "enable.idempotence": True,
+                          "linger.ms": 5})
+            i = 0
+            while not stop.is_set():
+                for _ in range(50):
+                    try:
+                        p.produce(topic, value=b"ck-%d" % i + b"." * 300,
+                                  on_delivery=lambda err, msg: err and errors.append(str(err)))
+                        i += 1
+                    except BufferError:
+                        break
+                p.poll(0.02)
+            assert p.flush(30) == 0
+            sent["ck"] = i
+
+        def kp_producer() -> None:
+            p = KafkaProducer(bootstrap_servers=b.bootstrap, acks=1, linger_ms=5)
+            i = 0
+            futs = []
+            while not stop.is_set():
+                for _ in range(20):
+                    futs.append(p.send(topic, value=b"kp-%d" % i + b"," * 200))
+                    i += 1
+                time.sleep(0.02)
+            p.flush(30)
+            for f in futs:
+                f.get(30)
+            p.close(10)
+            sent["kp"] = i
+
+        def ck_consumer() -> None:
+            c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "mix-g", "auto.offset.reset": "earliest",
+                          "fetch.wait.max.ms": 200})
+            c.subscribe([topic])
+            try:
+                while not (stop.is_set() and "total" in sent and len(seen_ck) >= sent["total"]):
+                    for m in c.consume(500, 0.2):
+                        if m.error():
+                            errors.append(str(m.error()))
+                        else:
+                            seen_ck.add(m.value())
+                    if time.monotonic() > hard_deadline:
+                        return
+            finally:
+                c.close()
+
+        async def aio_consume() -> None:
+            c = AIOKafkaConsumer(bootstrap_servers=b.bootstrap, fetch_max_wait_ms=200, enable_auto_commit=False)
+            await c.start()
+            try:
+                c.assign([AioTP(topic, q) for q in range(parts)])
+                for q in range(parts):
+                    c.seek(AioTP(topic, q), 0)
+                while not (stop.is_set() and "total" in sent and len(seen_aio) >= sent["total"]):
+                    got = await c.getmany(timeout_ms=200, max_records=1000)
+                    for msgs in got.values():
+                        seen_aio.update(m.value for m in msgs)
+                    if time.monotonic() > hard_deadline:
+                        return
+            finally:
+                await c.stop()
+
+        hard_deadline = time.monotonic() + seconds + 90
+        threads = [threading.Thread(target=f, daemon=True) for f in
+                   (ck_producer, kp_producer, ck_consumer, lambda: asyncio.run(aio_consume()))]
+        for t in threads:
+            t.start()
+        samples: list[tuple[float, int, int]] = []
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            samples.append((time.monotonic() - t0, proc.memory_info().rss, proc.num_fds()))
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - t0) % 1.0))
+        stop.set()
+        threads[0].join(60)
+        threads[1].join(60)
+        sent["total"] = sent["ck"] + sent["kp"]
+        for t in threads[2:]:
+            t.join(max(1.0, hard_deadline - time.monotonic()))
+        assert not errors, errors[:5]
+        assert len(seen_ck) == sent["total"], f"confluent group consumer saw {len(seen_ck)} of {sent['total']}"
+        assert len(seen_aio) == sent["total"], f"aiokafka consumer saw {len(seen_aio)} of {sent['total']}"
+        steady = [s for s in samples if s[0] >= 2.0]   # after the clients connected and warmed up
+        third = max(1, len(steady) // 3)
+        mid = steady[third:2 * third] or steady
+        last = steady[-third:]
+        rss_mid, rss_last = max(s[1] for s in mid) >> 20, max(s[1] for s in last) >> 20
+        fds_first, fds_last = max(s[2] for s in steady[:third]), max(s[2] for s in last)
+        assert rss_last <= rss_mid * 1.2 + 10, f"RSS still climbing: {rss_mid} MB mid-run, {rss_last} MB at the end"
+        assert fds_last <= fds_first + 5, f"fds climbing: {fds_first} early, {fds_last} at the end"
+        assert max(s[1] for s in samples) < 400 << 20
+        return {"records": sent["total"], "rss_mb": [s[1] >> 20 for s in samples], "fds": [s[2] for s in samples]}
+    finally:
+        b.stop()
+
+
+def test_sustained_mixed_load_has_no_rss_or_fd_growth(tmp_path) -> None:
+    res = _sustained_mixed_load(tmp_path, 6.0)
+    print(f"\n{res}")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_sustained_mixed_load_long(tmp_path) -> None:
+    res = _sustained_mixed_load(tmp_path, 90.0)
     print(f"\n{res}")
