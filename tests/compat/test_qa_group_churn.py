@@ -218,8 +218,8 @@ class Member(MemberProcess):
         self.events: list[tuple[float, dict]] = []
         self.lock = threading.Lock()
         self.err_path = tmp_path / f"member-{lib}-{time.monotonic_ns()}.log"
-        args = json.dumps(dict(lib=lib, bootstrap=bootstrap, group=group, topics=topics, session=SESSION_MS,
-                               **opts))
+        args = json.dumps({"lib": lib, "bootstrap": bootstrap, "group": group, "topics": topics,
+                           "session": SESSION_MS, **opts})  # opts may override the session
         with open(self.err_path, "wb") as err:
             super().__init__(MEMBER, [args], stderr=err)
 
@@ -326,10 +326,10 @@ def check_handover(before: list[Member], new_owners: list[Member], tp: str, afte
 # -- a classic group of three client libraries ----------------------------------------------------------
 def test_mixed_library_group_shares_survives_sigkill_and_grows(broker, members, tmp_path):
     """confluent-kafka, kafka-python and aiokafka members in one classic group (range assignor)
-    share 4 partitions; two more join (one idles); a member is SIGKILLed mid-stream: after its
-    session its partitions move and the new owner resumes at its last acknowledged commit; the
-    topic grows to 6 partitions and the group assigns and consumes them. Every record is
-    consumed and the final commits reach every partition's end."""
+    share 4 partitions; two more join (one idles); the leader is SIGKILLed mid-stream: after its
+    session its partitions move and the new owner resumes at the last acknowledged commit; the
+    topic grows to 6 partitions and the group (led by another library now) assigns and consumes
+    them. Every record is consumed and the final commits reach every partition's end."""
     create_topic(broker.bootstrap, "mix", 4)
     produce(broker.bootstrap, "mix", list(range(4)), 20)
     ends = {tp: 20 for tp in tps("mix", 4)}
@@ -339,7 +339,11 @@ def test_mixed_library_group_shares_survives_sigkill_and_grows(broker, members, 
         members.append(m)
         return m
 
-    group = [join(lib) for lib in ("confluent", "kafka-python", "aiokafka")]
+    # joined one by one, so the leader (the first member) is aiokafka and, once it is killed,
+    # kafka-python (the next one): the python clients' assignors and metadata watches lead
+    group = [join("aiokafka")]
+    wait_for(lambda: group[0].assignment == tps("mix", 4), 30, "the first member to own all", hold=0)
+    group += [join("kafka-python"), join("confluent")]
     wait_for(lambda: owns_exactly(group, tps("mix", 4)), 40, "three libraries sharing 4 partitions", hold=0.5)
     group += [join("confluent"), join("kafka-python")]
     wait_for(lambda: owns_exactly(group, tps("mix", 4), idle=1), 40, "five members: four busy, one idle", hold=0.5)
@@ -347,7 +351,8 @@ def test_mixed_library_group_shares_survives_sigkill_and_grows(broker, members, 
 
     produce(broker.bootstrap, "mix", list(range(4)), 30, start=20)
     ends = {tp: 50 for tp in tps("mix", 4)}
-    victim = next(m for m in group if m.assignment)
+    victim = group[0]
+    assert victim.assignment, "the leader owns no partition"
     wait_for(lambda: len(victim.ok) > 0 and victim.got[-1][1] >= 20, 20, "the victim to be mid-stream", hold=0)
     lost = list(victim.assignment or [])
     victim.kill()
@@ -371,18 +376,26 @@ def test_mixed_library_group_shares_survives_sigkill_and_grows(broker, members, 
 
 
 # -- max.poll.interval.ms ----------------------------------------------------------------------------------
-def test_member_exceeding_max_poll_interval_is_replaced_and_its_late_commit_refused(broker, members, tmp_path):
+@pytest.mark.parametrize("protocol", ["classic", pytest.param("consumer", marks=pytest.mark.slow)])
+def test_member_exceeding_max_poll_interval_is_replaced_and_its_late_commit_refused(broker, members, tmp_path,
+                                                                                    protocol):
     """A confluent-kafka member stops polling after its first record for longer than its
-    max.poll.interval.ms: it leaves the group, the other member gets its partition and reads it
-    from the last commit (the stalled record again), and the stalled member's commit, sent once
-    it wakes, is refused by the broker with UNKNOWN_MEMBER_ID (it is no member any more); the
-    group's committed offsets are the other member's."""
+    max.poll.interval.ms: it is put out of the group (classic: it leaves; KIP-848: librdkafka
+    waits for the application before its leave heartbeat, so its session expires first), the
+    other member gets its partition and reads it from the last commit (the stalled record again),
+    and the stalled member's commit, sent once it wakes, is refused by the broker with
+    UNKNOWN_MEMBER_ID (it is no member any more); the group's committed offsets are the other
+    member's."""
     create_topic(broker.bootstrap, "slow", 2)
-    slow = Member(tmp_path, "confluent", broker.bootstrap, "poll", ["slow"], max_poll_ms=SESSION_MS + 500,
-                  stall_s=SESSION_MS / 1000 + 4)
+    kw: dict = {"protocol": "consumer", "max_poll_ms": 2500} if protocol == "consumer" else \
+        {"session": 2000, "max_poll_ms": 2500}  # librdkafka: max.poll.interval.ms >= session.timeout.ms
+    other = "confluent" if protocol == "consumer" else "kafka-python"
+    stall_s = SESSION_MS / 1000 + 3.5 if protocol == "consumer" else 5.0  # > max.poll (+ the KIP-848 session)
+    slow = Member(tmp_path, "confluent", broker.bootstrap, "poll", ["slow"], stall_s=stall_s, **kw)
     members.append(slow)
     wait_for(lambda: slow.assignment == tps("slow", 2), 30, "the slow member to own both partitions", hold=0)
-    fast = Member(tmp_path, "kafka-python", broker.bootstrap, "poll", ["slow"])
+    fast = Member(tmp_path, other, broker.bootstrap, "poll", ["slow"], **({"protocol": protocol}
+                                                                         if protocol == "consumer" else {}))
     members.append(fast)
     wait_for(lambda: owns_exactly([slow, fast], tps("slow", 2)) and fast.assignment, 30, "two members, one each")
     mine = slow.assignment[0]  # type: ignore[index]
@@ -486,7 +499,8 @@ def broker_no_autocreate(tmp_path):
 
 
 @pytest.mark.parametrize("protocol,libs", [("classic", ("confluent", "kafka-python", "aiokafka")),
-                                           ("consumer", ("confluent", "confluent"))])
+                                           pytest.param("consumer", ("confluent", "confluent"),
+                                                        marks=pytest.mark.slow)])
 def test_topic_deleted_under_a_running_group_takes_its_offsets_and_comes_back_fresh(
         broker_no_autocreate, members, tmp_path, protocol, libs):
     """A group consumes and commits two topics; one is deleted: the members drop its partitions
