@@ -26,10 +26,13 @@ import operator
 import random
 import threading
 import time
+import weakref
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
+from . import records as R
 from .compression import compression_code
-from .errors import LogStoreError, OffsetOutOfRangeError, StoreClosedError, UnknownTopicOrPartitionError
+from .errors import (LogStoreError, OffsetOutOfRangeError, RecordTooLargeError, StoreClosedError,
+                     UnknownTopicOrPartitionError)
 
 TopicPartition = tuple[str, int]
 Partitioner = Callable[[bytes | None, int], int]
@@ -217,9 +220,12 @@ class Producer:
     def send(self, topic: str, value: Any = None, key: Any = None, headers: Sequence[tuple[str, Any]] | None = None,
              partition: int | None = None, timestamp: int | None = None) -> FutureRecordMetadata:
         """Buffer one record; returns its future. Raises UnknownTopicOrPartitionError at once for
-        an unknown topic or partition."""
+        an unknown topic or partition, StoreClosedError for a closed store, LogStoreError once
+        the producer is closed."""
         if self._closed:
             raise LogStoreError("producer is closed")
+        if getattr(self.store, "closed", False):
+            raise StoreClosedError(f"log store {getattr(self.store, 'path', '')} is closed: cannot send to {topic!r}")
         k = _to_bytes(key, "key")
         v = _to_bytes(value, "value")
         hdrs = _header_list(headers)
@@ -243,6 +249,8 @@ class Producer:
         size = (len(k) if k else 0) + (len(v) if v else 0) + sum(len(a) + len(b or b"") for a, b in hdrs) + 16
         fut = FutureRecordMetadata(self, topic, partition, ts)
         with self._lock:
+            if self._closed:  # closed while this send was on its way: close's flush is done
+                raise LogStoreError("producer is closed")
             entry = self._pending.setdefault((topic, partition), [[], [], 0])
             entry[0].append((k, v, hdrs, ts))
             entry[1].append(fut)
@@ -260,16 +268,37 @@ class Producer:
             if not entry:
                 return
             records, futures, _ = entry
-            try:
-                first = self.store.partition(*tp).append(records, compression=self.compression_type)
-            except Exception as e:
-                for f in futures:
-                    f._error = e
-                if raise_error:
-                    raise
-                return
-            for i, f in enumerate(futures):
-                f._offset = first + i
+            error = self._append(tp, records, futures)
+            if error is not None and raise_error:
+                raise error
+
+    def _append(self, tp: TopicPartition, records: list[Any], futures: list[FutureRecordMetadata]
+                ) -> Exception | None:
+        """Append `records` as one batch and complete their futures; returns the first error.
+        A batch over the topic's max.message.bytes is split in halves and each appended in turn
+        (Kafka's producer splits a batch the broker refuses as too large), so only a record too
+        large on its own fails."""
+        try:
+            lg = self.store.partition(*tp)
+            info = lg.append_batches(R.build_batch_buffer(records, compression=self.compression_type),
+                                     copy=False)
+        except RecordTooLargeError as e:
+            if len(records) < 2:
+                futures[0]._error = e
+                return e
+            half = len(records) // 2
+            first_error = self._append(tp, records[:half], futures[:half])
+            second_error = self._append(tp, records[half:], futures[half:])
+            return first_error or second_error
+        except Exception as e:
+            for f in futures:
+                f._error = e
+            return e
+        for i, f in enumerate(futures):
+            f._offset = info.first_offset + i
+            if info.log_append_time >= 0:  # a LogAppendTime topic: the time the log stamped
+                f.timestamp = info.log_append_time
+        return None
 
     def flush(self) -> None:
         """Append every buffered record (visible to readers on return; durable per the topic's
@@ -288,9 +317,10 @@ class Producer:
 
     def close(self) -> None:
         """Flush and close; idempotent. The producer is closed even when the flush raises."""
-        if self._closed:
-            return
-        self._closed = True  # no send may slip in between the flush and the close
+        with self._lock:  # a send adds its record under this lock: it lands before, or sees closed
+            if self._closed:
+                return
+            self._closed = True
         self.flush()
 
     def __enter__(self) -> "Producer":
@@ -307,7 +337,7 @@ class ConsumerRecord(NamedTuple):
     timestamp: int
     key: bytes | None
     value: bytes | None
-    headers: list
+    headers: tuple[tuple[str, bytes | None], ...]  # () when there are none, as Record's
 
 
 def group_offsets(store: Any) -> Any:
@@ -343,6 +373,10 @@ class Consumer:
         self._logs: dict[TopicPartition, Any] = {}  # the Log each position belongs to
         self._auto_committed: dict[TopicPartition, int] = {}
         self._wake = threading.Event()
+        # the append listener holds the event, not the consumer: a consumer dropped without
+        # close() is collected, and the finalizer takes its listener off every Log it was on
+        self._on_append = _waker(self._wake)
+        weakref.finalize(self, _detach, self._logs, self._on_append)
         self._rr = 0
         self._closed = False
         self._refresh_assignment()
@@ -350,6 +384,8 @@ class Consumer:
 
     # -- assignment and positions -----------------------------------------------------------
     def assignment(self) -> list[TopicPartition]:
+        """The partitions this consumer reads: every partition of its topics."""
+        self._check_open()
         return sorted(self._positions)
 
     def _drop(self, tp: TopicPartition) -> None:
@@ -386,18 +422,20 @@ class Consumer:
             self._logs[tp] = lg
             self._positions[tp] = pos
 
-    def _reset_offset(self, tp: TopicPartition, lg: Any = None) -> int:
+    def _reset_offset(self, tp: TopicPartition, lg: Any = None, out_of_range: Exception | None = None) -> int:
+        """The position `auto_offset_reset` gives `tp`: when it has no committed offset, or when
+        its position is `out_of_range` (the error the read raised)."""
         lg = lg if lg is not None else self.store.partition(*tp)
         if self.auto_offset_reset == "earliest":
             return lg.log_start_offset
         if self.auto_offset_reset == "latest":
             return lg.log_end_offset
+        if out_of_range is not None:
+            raise OffsetOutOfRangeError(f"{out_of_range}; auto_offset_reset is 'none': seek {tp[0]}-{tp[1]} "
+                                        "to a valid offset") from None
         whose = f"group {self.group_id!r}" if self.group_id else "this consumer (it has no group_id)"
         raise OffsetOutOfRangeError(f"no committed offset for {tp[0]}-{tp[1]} of {whose} "
                                     "and auto_offset_reset is 'none'")
-
-    def _on_append(self, _log: Any) -> None:
-        self._wake.set()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -405,6 +443,7 @@ class Consumer:
 
     def position(self, tp: TopicPartition) -> int:
         """The offset of the next record poll returns for `tp`."""
+        self._check_open()
         try:
             return self._positions[tuple(tp)]  # type: ignore[index]
         except KeyError:
@@ -412,7 +451,7 @@ class Consumer:
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         """Make the next poll of `tp` start at `offset`."""
-        self.position(tp)
+        self.position(tp)  # open and assigned
         offset = _check_int(offset, "offset")
         if offset < 0:
             raise ValueError(f"offset must be non-negative, not {offset}")
@@ -427,6 +466,8 @@ class Consumer:
             self.seek(tp, self.store.partition(*tp).log_end_offset)
 
     def committed(self, tp: TopicPartition) -> int | None:
+        """The group's committed offset of `tp`; None without one (or without a group_id)."""
+        self._check_open()
         if self._offsets is None:
             return None
         return self._offsets.committed(self.group_id, tp[0], tp[1])
@@ -467,8 +508,13 @@ class Consumer:
     # -- reading ---------------------------------------------------------------------------------
     def poll(self, timeout: float = 0.0, max_records: int | None = None) -> list[ConsumerRecord]:
         """Records from the current positions, up to `max_records`; waits up to `timeout`
-        seconds for an append when there is nothing to read."""
+        seconds for an append when there is nothing to read. Raises StoreClosedError once the
+        store is closed (also when it closes during the wait)."""
         self._check_open()
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__} ({timeout!r})")
+        if timeout < 0:
+            raise ValueError(f"timeout must be non-negative, not {timeout!r}")
         if max_records is None:
             limit = self.max_poll_records
         elif isinstance(max_records, bool) or not isinstance(max_records, int) or max_records < 1:
@@ -479,6 +525,8 @@ class Consumer:
         deadline = time.monotonic() + timeout
         while True:
             self._wake.clear()
+            if getattr(self.store, "closed", False):  # its Logs wake us once when they close
+                raise StoreClosedError(f"log store {getattr(self.store, 'path', '')} is closed")
             self._refresh_assignment()
             out = self._read(limit)
             if out:
@@ -490,7 +538,7 @@ class Consumer:
 
     def _read(self, limit: int) -> list[ConsumerRecord]:
         out: list[ConsumerRecord] = []
-        tps = self.assignment()
+        tps = sorted(self._positions)
         if not tps:
             return out
         n = len(tps)
@@ -507,9 +555,9 @@ class Consumer:
             try:
                 try:
                     recs = lg.read(pos, self.fetch_max_bytes, max_records=limit - len(out))
-                except OffsetOutOfRangeError:
+                except OffsetOutOfRangeError as e:
                     # below the log start (retention, delete-records) or past the end: reset, as Kafka does
-                    pos = self._positions[tp] = self._reset_offset(tp, lg)
+                    pos = self._positions[tp] = self._reset_offset(tp, lg, e)
                     try:
                         recs = lg.read(pos, self.fetch_max_bytes, max_records=limit - len(out))
                     except OffsetOutOfRangeError:
@@ -527,7 +575,11 @@ class Consumer:
 
     def __iter__(self) -> Iterator[ConsumerRecord]:
         """Yields records as they come; stops after `consumer_timeout_ms` without one (never
-        when None) or when the consumer is closed."""
+        when None) or when the consumer is closed. As kafka-python's iterator, the position of a
+        partition moves past a record when that record is yielded, not when its poll read it: a
+        loop left with `break` (then `commit()`, or iterating again) resumes at the record after
+        the last one yielded, losing none of what the poll had read beyond it. A `seek` during
+        the loop drops the rest of that partition's polled records."""
         idle_since = time.monotonic()
         while not self._closed:
             wait = 0.5
@@ -536,7 +588,18 @@ class Consumer:
             recs = self.poll(timeout=wait)
             if recs:
                 idle_since = time.monotonic()
-                yield from recs
+                expect: dict[TopicPartition, int] = {}
+                for r in recs:  # back to each partition's first polled record
+                    expect.setdefault((r.topic, r.partition), r.offset)
+                self._positions.update(expect)
+                for r in recs:
+                    tp = (r.topic, r.partition)
+                    if self._closed:
+                        return
+                    if self._positions.get(tp) != expect[tp]:
+                        continue  # sought elsewhere, or let go of, while the loop ran
+                    self._positions[tp] = expect[tp] = r.offset + 1
+                    yield r
             elif self.consumer_timeout_ms is not None and \
                     (time.monotonic() - idle_since) * 1000 >= self.consumer_timeout_ms:
                 return
@@ -557,6 +620,18 @@ class Consumer:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _waker(event: threading.Event) -> Callable[[Any], None]:
+    def wake(_log: Any) -> None:
+        event.set()
+    return wake
+
+
+def _detach(logs: dict[TopicPartition, Any], fn: Callable[[Any], None]) -> None:
+    for lg in list(logs.values()):
+        lg.remove_append_listener(fn)
+    logs.clear()
 
 
 __all__ = ["Producer", "Consumer", "ConsumerRecord", "RecordMetadata", "FutureRecordMetadata",
