@@ -136,19 +136,30 @@ def _produce(c: wire.Conn, cid: int, topic: str, partition: int, value: bytes, a
 
 # -- clients that never read: dropped at the idle timeout, sockets released ----------------------------
 def test_clients_that_never_read_are_dropped_at_idle_timeout_and_their_sockets_released(tmp_path) -> None:
-    # Found here: the idle close used transport.close(), which waits for the unsent responses to
-    # drain first; a client that never reads kept its socket, its connection object and up to
-    # MAX_IN_FLIGHT held responses (file regions with their descriptors) in the broker forever.
+    # Found here: closing a connection (idle timeout, or an error) used transport.close(), which
+    # waits for the unsent responses to drain first; a client that never reads kept its socket,
+    # its connection object and up to MAX_IN_FLIGHT held responses (file regions with their
+    # descriptors) in the broker forever.
     b = _start(tmp_path, **{"connections.max.idle.ms": "1500"})
     bad: list[socket.socket] = []
     try:
         proc = psutil.Process(b.pid)
-        _create(b.port, "big", 1, {"max.message.bytes": str(1 << 20)})
+        _create(b.port, "big", 1, {"max.message.bytes": str(4 << 20)})
         with wire.Conn(b.port) as c:
             for i in range(4):
                 assert _produce(c, 2 + i, "big", 0, bytes([i]) * 500_000) == (0, i)
+            assert _produce(c, 6, "big", 0, b"h" * 3_000_000) == (0, 4)
         fds0 = proc.num_fds()
         T0 = time.monotonic()
+        for k in range(4):
+            # a 3 MB answer it does not read, then a request that closes the connection (acks=0 to a
+            # partition that does not exist): the close may wait CLOSE_LINGER_S for the answer, no more
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", b.port))
+            s.sendall(wire.fetch(1, "big", 0, 4, max_bytes=4 << 20) +
+                      wire.produce(2, "big", 7, R.build_batch([(b"k", b"v")]), acks=0))
+            bad.append(s)
         for k in range(16):
             s = socket.socket()
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # fills up at once
@@ -168,20 +179,22 @@ def test_clients_that_never_read_are_dropped_at_idle_timeout_and_their_sockets_r
         with wire.Conn(b.port, timeout=10) as other:
             _c, body = other.call(wire.fetch(7, "big", 0, 3, max_bytes=1 << 20))
             [(_t, _p, err, hw, data)] = wire.parse_fetch(body)
-            assert (err, hw, [r.offset for r in R.decode_batches(data)]) == (0, 4, [3])
+            assert (err, hw, [r.offset for r in R.decode_batches(data)]) == (0, 5, [3])
         t0 = time.monotonic()
         try:
             _wait_for(lambda: _established(proc, b.port) == 0, 30,
-                      "the broker to drop every client that did not read for connections.max.idle.ms")
+                      "the broker to drop every client that did not read its answers")
         except AssertionError:
             raise AssertionError(
-                f"{_established(proc, b.port)} non-reading connections still open in the broker "
+                f"{_established(proc, b.port)} of 20 non-reading connections still open in the broker "
                 f"{time.monotonic() - t0:.0f}s after their idle timeout ({proc.num_fds()} fds, {fds0} before); "
-                f"log says {b.log().count('idle for more than')} were closed") from None
-        print(f"\n16 non-reading clients dropped {time.monotonic() - T0:.1f}s after connecting "
+                f"log says {b.log().count('idle for more than')} were closed for idleness and "
+                f"{b.log().count('acks=0 produce failed')} for an error") from None
+        print(f"\n20 non-reading clients dropped {time.monotonic() - T0:.1f}s after connecting "
               f"(connections.max.idle.ms=1500); fds {fds0} -> {proc.num_fds()}")
         _wait_for(lambda: proc.num_fds() <= fds0 + 2, 10, f"the broker's fds back to {fds0} (now {proc.num_fds()})")
         assert b.log().count("idle for more than connections.max.idle.ms") >= 16
+        assert b.log().count("did not take its last") == 4
         assert _served(b.port) < 10 and b.alive()
     finally:
         for s in bad:
