@@ -573,3 +573,46 @@ def test_member_commit_to_an_unknown_group_is_group_id_not_found_from_v9(broker)
         assert [g.group_id for g in lg.groups] == []
         assert commit(c, "gone", -1, "", 9) == 0  # from outside the group protocol: creates it
     assert committed_offsets(broker.bootstrap, "gone") == {"t:0": 7}
+
+
+# -- a storm of members coming and going --------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+def test_churn_storm_ends_in_a_settled_group_with_every_record_committed(broker, members, tmp_path, protocol):
+    """For about 25 s members of the three libraries (KIP-848: confluent-kafka) start, close or are
+    SIGKILLed every second or so while records keep coming; then two members stay. The group
+    settles (each partition owned once), every record is consumed and the commits reach every
+    partition's end: no rebalance is left hanging on a member that is gone."""
+    import random
+
+    rnd = random.Random(848 if protocol == "consumer" else 7)
+    create_topic(broker.bootstrap, "storm", 6)
+    libs = ["confluent"] if protocol == "consumer" else ["confluent", "kafka-python", "aiokafka"]
+    kw = {"protocol": "consumer"} if protocol == "consumer" else {}
+
+    def join() -> Member:
+        m = Member(tmp_path, rnd.choice(libs), broker.bootstrap, "storm", ["storm"], **kw)
+        members.append(m)
+        return m
+
+    live = [join(), join()]
+    per = 0
+    end = time.monotonic() + 25
+    while time.monotonic() < end:
+        produce(broker.bootstrap, "storm", list(range(6)), 5, start=per)
+        per += 5
+        action = rnd.choice(["join", "join", "close", "kill"])
+        if action == "join" or len(live) < 2:
+            live.append(join())
+        elif action == "close":
+            live.pop(rnd.randrange(len(live))).close()
+        else:
+            live.pop(rnd.randrange(len(live))).kill()
+        time.sleep(rnd.uniform(0.3, 1.5))
+    while len(live) > 2:
+        live.pop(0).close()
+    ends = {tp: per for tp in tps("storm", 6)}
+    wait_for(lambda: owns_exactly(live, tps("storm", 6)), 60, "the two remaining members to settle", hold=1.0)
+    wait_for(lambda: all_consumed(members, ends), 60, "every record")
+    wait_for(lambda: committed_offsets(broker.bootstrap, "storm") == ends, 30, "commits at every partition's end",
+             hold=0, interval=0.5)
