@@ -21,6 +21,7 @@ unmodified clients (confluent-kafka, kafka-python, aiokafka), checked against Ap
 - Fetch with max_bytes 0: only the KIP-74 batch of the first partition with data;
 - DeleteRecords: INVALID_TOPIC_EXCEPTION on an internal topic, POLICY_VIOLATION on a compact-only
   topic;
+- ApiVersions v3+: a client software name or version outside Kafka's pattern is INVALID_REQUEST;
 - many partitions, fetch limits below one batch: every partition is read, none starves.
 """
 
@@ -418,6 +419,20 @@ def test_invalid_and_missing_topics_with_auto_create_disabled(broker) -> None:
         assert "__cluster_metadata" not in {x.name for x in r.topics}
         assert int(_fetch(c, one, -5).error_code) == 1             # a negative offset is out of range
     assert set(broker.store.topics()) == before
+
+
+# -- ApiVersions ---------------------------------------------------------------------------------------
+def test_api_versions_checks_the_client_software_name_and_version(broker) -> None:
+    """Kafka's ApiVersionsRequest.isValid (v3+): INVALID_REQUEST with no ranges for a name or
+    version outside [a-zA-Z0-9](?:[a-zA-Z0-9-.]*[a-zA-Z0-9])?; the connection goes on."""
+    with RawClient(broker.port) as c:
+        for v in (3, 4):
+            for name, ver in [("bad name", "1"), ("x", "1.0-"), ("", "1"), ("-x", "1"), ("x", "1+build")]:
+                r = c.call(req(18, v, client_software_name=name, client_software_version=ver))
+                assert (int(r.error_code), len(r.api_keys)) == (42, 0), (v, name, ver)
+            r = c.call(req(18, v, client_software_name="apache-kafka-java", client_software_version="3.9.0"))
+            assert int(r.error_code) == 0 and len(r.api_keys) > 10
+        assert int(c.call(req(18, 2)).error_code) == 0               # v0-2 carry no software name
 
 
 # -- DeleteRecords ---------------------------------------------------------------------------------------
