@@ -21,7 +21,9 @@ its metadata record is live. A partition directory of a topic whose last metadat
 tombstone is the remains of an interrupted `delete_topic` and is removed at open, never adopted
 (adopting it would bring the topic back with the already-removed partitions empty). A partition
 taken offline by a failed fsync (log.py) stays offline until the store is reopened; a close
-with one offline writes no clean-shutdown marker, so that reopen recovers it.
+with one offline writes no clean-shutdown marker, so that reopen recovers it. Partitions made by
+create_topic / create_partitions start at offset 0, and by the time those return the checkpoint
+files hold no entry left by a deleted topic of the same name (`_forget_checkpointed`).
 """
 
 from __future__ import annotations
@@ -231,9 +233,15 @@ class LogStore:
             self.clean_open = False
             return {}
 
-    def _open_log(self, topic: str, p: int, config: LogConfig) -> Log:
+    def _open_log(self, topic: str, p: int, config: LogConfig, *, new: bool = False) -> Log:
+        """Open (creating if need be) one partition's Log. `new`: a partition created now
+        (create_topic, create_partitions) starts at offset 0 whatever the checkpoints read at
+        open say: their entries for the name are those of a deleted topic of the same name."""
         d = os.path.join(self.path, f"{topic}-{p}")
         existed = os.path.isdir(d)
+        if new:
+            self.recovery_points.pop((topic, p), None)
+            self.start_offsets.pop((topic, p), None)
         lg = Log(d, topic, p, config, recovery_point=self.recovery_points.get((topic, p), 0),
                  log_start_offset=self.start_offsets.get((topic, p), 0), clean=self.clean_open,
                  stats=RecoveryStats())
@@ -334,7 +342,9 @@ class LogStore:
         overrides = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (config or {}).items()}
         parse_topic_config(overrides)
         cfg = self.config.log_config(overrides)
-        with self._lock:
+        # the checkpoint lock first (checkpoint() takes it before the store lock): the checkpoints
+        # are rewritten below before anything can be appended to the new partitions
+        with self._ckpt_lock, self._lock:
             self._check_open()
             if name in self._topics:
                 raise TopicAlreadyExistsError(f"topic {name!r} already exists")
@@ -350,13 +360,25 @@ class LogStore:
             self._topics[name] = info
             self._configs[name] = cfg
             for p in range(partitions):
-                self._logs[(name, p)] = self._open_log(name, p, cfg)
+                self._logs[(name, p)] = self._open_log(name, p, cfg, new=True)
+            self._forget_checkpointed(name)
         self._notify(name, "create")
         return info
 
+    def _forget_checkpointed(self, name: str) -> None:
+        """Rewrite the checkpoint files now that `name` has new partitions (the caller holds the
+        checkpoint lock, then the store lock). Until then they may hold the log start offset and
+        recovery point of a deleted topic of the same name: a crash would reopen the new
+        partitions with them, and a log start offset above the new log's end deletes every record
+        of it at open (LogLoader._restart_at_log_start), acknowledged and flushed ones included."""
+        try:
+            self.checkpoint()
+        except OSError as e:
+            raise KafkaStorageError(f"cannot write the checkpoints of {self.path} for topic {name!r}: {e}") from e
+
     def create_partitions(self, name: str, total: int, *, validate_only: bool = False) -> TopicInfo:
         """Grow a topic to `total` partitions (Kafka's CreatePartitions; never shrinks)."""
-        with self._lock:
+        with self._ckpt_lock, self._lock:  # in that order, as create_topic
             self._check_open()
             info = self.topic(name)
             if not isinstance(total, int) or total <= info.partitions:
@@ -371,7 +393,8 @@ class LogStore:
             self._write_metadata(new)
             self._topics[name] = new
             for p in range(old, total):
-                self._logs[(name, p)] = self._open_log(name, p, self._configs[name])
+                self._logs[(name, p)] = self._open_log(name, p, self._configs[name], new=True)
+            self._forget_checkpointed(name)
         self._notify(name, "partitions")
         return new
 

@@ -79,10 +79,12 @@ def raw_produce(c: RawClient, topic: str, data: bytes, partition: int = 0) -> tu
     return int(r.error_code), int(r.base_offset)
 
 
-def end_offsets(port: int, topic: str, partitions: int) -> list[int]:
+def end_offsets(port: int, topic: str, partitions: int, earliest: bool = False) -> list[int]:
+    """ListOffsets: the log end offsets (or, `earliest`, the log start offsets) of a topic."""
+    ts = -2 if earliest else -1
     with RawClient(port, timeout=10) as c:
         body = req(2, 7, replica_id=-1, isolation_level=0, topics=[
-            {"name": topic, "partitions": [{"partition_index": p, "timestamp": -1} for p in range(partitions)]}])
+            {"name": topic, "partitions": [{"partition_index": p, "timestamp": ts} for p in range(partitions)]}])
         parts = c.call(body).topics[0].partitions
         assert all(int(p.error_code) == 0 for p in parts), parts
         return [int(p.offset) for p in parts]
@@ -682,3 +684,59 @@ def test_sigkill_during_start_up_again_and_again_loses_nothing(tmp_path):
 def test_sigkill_during_start_up_long(tmp_path, seed):
     res = run_startup_kills(tmp_path, attempts=12, seed=seed)
     assert res["interrupted"] >= 1, res
+
+
+# -- a topic deleted and created again: its old log start offset is not the new one's -------------------
+def test_recreated_topic_starts_at_zero_and_keeps_its_records_across_sigkill(tmp_path):
+    """DeleteRecords moves a topic's log start offset (checkpointed at once); the topic is deleted
+    and created again, as test suites and re-provisioning do. Kafka's new topic is a new log
+    starting at offset 0, whose acknowledged records survive a crash. Here the log start offset of
+    the deleted topic lived on, in the checkpoint read at open and in the checkpoint file: the
+    re-created topic started at the old offset, or, after a SIGKILL, reopened with a log start
+    offset above its log end, and every record of it, acknowledged and flushed, was deleted."""
+    from confluent_kafka import Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    ov = {"offsets.topic.num.partitions": "1"}
+    b = start_broker(str(tmp_path / "data"), overrides=ov)
+    try:
+        def admin() -> AdminClient:
+            return AdminClient({"bootstrap.servers": b.bootstrap, **QUIET})
+
+        def produce(topic: str, values: list[bytes]) -> list[int]:
+            p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 1, **QUIET})
+            offsets: list[int] = []
+            for v in values:
+                p.produce(topic, value=v, partition=0,
+                          on_delivery=lambda err, msg: offsets.append(-1 if err else msg.offset()))
+            assert p.flush(20) == 0
+            return offsets
+
+        def cycle(topic: str) -> None:
+            a = admin()
+            a.create_topics([NewTopic(topic, 1, 1, config={"flush.messages": "1"})])[topic].result(20)
+            assert produce(topic, [b"old-%d" % i for i in range(100)]) == list(range(100))
+            a.delete_records([TopicPartition(topic, 0, 50)])[TopicPartition(topic, 0, 50)].result(20)
+
+        def recreate(topic: str) -> list[int]:
+            a = admin()
+            a.delete_topics([topic])[topic].result(20)
+            a.create_topics([NewTopic(topic, 1, 1, config={"flush.messages": "1"})])[topic].result(20)
+            return produce(topic, [b"new-%d" % i for i in range(10)])
+
+        cycle("before-restart")            # its log start offset is in the checkpoint read at open
+        b = restart(b, ov)
+        cycle("same-run")                  # its log start offset is only in the checkpoint file
+        assert recreate("same-run") == list(range(10))
+        recreated_at = recreate("before-restart")
+        b = restart(b, ov)
+        assert [(r.offset, r.value) for r in fetch_records(b.port, "same-run", 0)] == \
+            [(i, b"new-%d" % i) for i in range(10)], "acknowledged records of the re-created topic lost to a SIGKILL"
+        assert recreated_at == list(range(10)), "the re-created topic did not start at offset 0"
+        for topic in ("before-restart", "same-run"):
+            assert [(r.offset, r.value) for r in fetch_records(b.port, topic, 0)] == \
+                [(i, b"new-%d" % i) for i in range(10)], topic
+            assert end_offsets(b.port, topic, 1, earliest=True) == [0], topic
+        assert "restarts empty" not in b.log(), b.log()[-2000:]
+    finally:
+        b.stop()
