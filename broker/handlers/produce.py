@@ -53,6 +53,10 @@ TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
 UNSUPPORTED_COMPRESSION_TYPE = 76
 
 _I32 = struct.Struct(">i").unpack_from
+_I64 = struct.Struct(">q").unpack_from
+# from the attributes on: attributes, lastOffsetDelta, (base and max timestamp), producerId,
+# (producerEpoch), baseSequence, recordCount
+_CLIENT_FIELDS = struct.Struct(">hi16xq2xii").unpack_from
 _ATTRIBUTES_OFFSET = 21
 # Kafka's batch iterator: a size field below this is corruption, fewer bytes than this is no batch
 _MIN_BATCH_SIZE_FIELD = 14          # LegacyRecord.RECORD_OVERHEAD_V0
@@ -96,8 +100,8 @@ def _request_records_error(records: bytes, version: int) -> tuple[int, str] | No
 
 def _is_transactional(records: bytes | None) -> bool:
     """RequestUtils.hasTransactionalRecords for one partition: its first batch is transactional."""
-    return bool(records) and len(records) >= R.HEADER_SIZE and _complete_batch_at(records, 0) > 0 \
-        and records[R.MAGIC_OFFSET] == R.MAGIC and bool(records[_ATTRIBUTES_OFFSET + 1] & 0x10)
+    return records is not None and len(records) >= R.HEADER_SIZE and bool(records[_ATTRIBUTES_OFFSET + 1] & 0x10) \
+        and records[R.MAGIC_OFFSET] == R.MAGIC and _complete_batch_at(records, 0) > 0
 
 
 def _client_batch_error(records: bytes, lg: Any, where: str) -> tuple[int, str] | None:
@@ -108,26 +112,26 @@ def _client_batch_error(records: bytes, lg: Any, where: str) -> tuple[int, str] 
     or when the log's own checks answer first (too large, CRC)."""
     if len(records) < R.HEADER_SIZE:
         return None
-    h = R.read_header(records, 0)
-    if h.base_offset != 0:
+    base_offset, = _I64(records, 0)
+    if base_offset != 0:
         return INVALID_RECORD, (f"The baseOffset of the record batch in the append to {where} should be 0, "
-                                f"but it is {h.base_offset}")
-    count_from_offsets = h.last_offset_delta + 1
-    if count_from_offsets <= 0:
-        bad = f"Batch has an invalid offset range: [0, {h.last_offset_delta}] in topic partition {where}"
-    elif h.record_count <= 0:
-        bad = f"Invalid reported count for record batch: {h.record_count} in topic partition {where}"
-    elif count_from_offsets != h.record_count:
-        bad = (f"Inconsistent batch offset range [0, {h.last_offset_delta}] and count of records "
-               f"{h.record_count} in topic partition {where}")
-    elif h.is_control:
+                                f"but it is {base_offset}")
+    attributes, delta, producer_id, base_sequence, count = _CLIENT_FIELDS(records, _ATTRIBUTES_OFFSET)
+    if delta + 1 <= 0:
+        bad = f"Batch has an invalid offset range: [0, {delta}] in topic partition {where}"
+    elif count <= 0:
+        bad = f"Invalid reported count for record batch: {count} in topic partition {where}"
+    elif delta + 1 != count:
+        bad = f"Inconsistent batch offset range [0, {delta}] and count of records {count} in topic partition {where}"
+    elif attributes & 0x20:
         bad = f"Clients are not allowed to write control records in topic partition {where}"
-    elif h.producer_id >= 0 and h.base_sequence < 0:
-        bad = (f"Invalid sequence number {h.base_sequence} in record batch with producerId {h.producer_id} "
+    elif producer_id >= 0 and base_sequence < 0:
+        bad = (f"Invalid sequence number {base_sequence} in record batch with producerId {producer_id} "
                f"in topic partition {where}")
     else:
         return None
-    # a rare path: only a batch already found wrong pays for this CRC check
+    # a rare path: only a batch already found wrong reads its whole header and pays for a CRC check
+    h = R.read_header(records, 0)
     if h.size > lg.config.max_message_bytes:
         return None
     try:
