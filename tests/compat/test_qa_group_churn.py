@@ -112,6 +112,8 @@ if lib == "confluent":
             "topic.metadata.refresh.interval.ms": 1000, "max.poll.interval.ms": max_poll_ms}
     if opts.get("debug"):
         conf.update({"debug": opts["debug"], "log_level": 7})
+    if opts.get("instance"):
+        conf["group.instance.id"] = opts["instance"]
     if opts.get("protocol") == "consumer":
         conf["group.protocol"] = "consumer"
     else:
@@ -150,7 +152,7 @@ elif lib == "kafka-python":
     c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, session_timeout_ms=session,
                       heartbeat_interval_ms=300, enable_auto_commit=False, auto_offset_reset="earliest",
                       partition_assignment_strategy=[assignor], client_id="churn-" + lib, metadata_max_age_ms=1000,
-                      max_poll_interval_ms=max_poll_ms, max_poll_records=1)
+                      max_poll_interval_ms=max_poll_ms, max_poll_records=1, group_instance_id=opts.get("instance"))
     c.subscribe(topics, listener=Listener())
     while not STOP:
         batch = c.poll(100)
@@ -182,7 +184,8 @@ else:
         c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, session_timeout_ms=session,
                              heartbeat_interval_ms=300, enable_auto_commit=False, auto_offset_reset="earliest",
                              partition_assignment_strategy=(assignor,), client_id="churn-" + lib,
-                             metadata_max_age_ms=1000, max_poll_interval_ms=max_poll_ms)
+                             metadata_max_age_ms=1000, max_poll_interval_ms=max_poll_ms,
+                             group_instance_id=opts.get("instance"))
         c.subscribe(topics, listener=Listener())
         await c.start()
         while not STOP:
@@ -616,3 +619,55 @@ def test_churn_storm_ends_in_a_settled_group_with_every_record_committed(broker,
     wait_for(lambda: all_consumed(members, ends), 60, "every record")
     wait_for(lambda: committed_offsets(broker.bootstrap, "storm") == ends, 30, "commits at every partition's end",
              hold=0, interval=0.5)
+
+
+# -- static membership -----------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("lib,protocol,stop", [("aiokafka", "classic", "kill"), ("confluent", "consumer", "close")])
+def test_static_member_restart_keeps_its_partitions_and_resumes_at_its_commit(broker, members, tmp_path, lib,
+                                                                              protocol, stop):
+    """Two static members (group.instance.id) consume and commit; one stops (aiokafka: SIGKILL, no
+    LeaveGroup; KIP-848: librdkafka's close sends the static leave, epoch -2: a SIGKILLed KIP-848
+    static member cannot come back before its session ends, UNRELEASED_INSTANCE_ID, as from Kafka)
+    and restarts within its session: it gets its partitions back and resumes at its commits, the
+    other member is not rebalanced. Stopped again and not restarted, its partitions go to the
+    other member once its session ends."""
+    session = 8000
+    b = broker
+    kw: dict = {"protocol": "consumer"} if protocol == "consumer" else {"session": session}
+    if protocol == "consumer":  # the KIP-848 session is the broker's
+        b.stop()
+        b = start_broker(b.data_dir, port=b.port, overrides={**KIP848_PROPS,
+                                                             "group.consumer.session.timeout.ms": str(session)})
+    try:
+        create_topic(b.bootstrap, "st", 4)
+        produce(b.bootstrap, "st", [0, 1, 2, 3], 10)
+        a = Member(tmp_path, lib, b.bootstrap, "sg", ["st"], instance="inst-a", **kw)
+        o = Member(tmp_path, lib, b.bootstrap, "sg", ["st"], instance="inst-b", **kw)
+        members.extend([a, o])
+        wait_for(lambda: owns_exactly([a, o], tps("st", 4)) and a.assignment and o.assignment, 30, "two members",
+                 hold=0.5)
+        wait_for(lambda: all_consumed([a, o], {tp: 10 for tp in tps("st", 4)}), 30, "the first records")
+        mine, others, revocations = list(a.assignment or []), list(o.assignment or []), o.revocations
+        a.kill() if stop == "kill" else a.close()
+        again = Member(tmp_path, lib, b.bootstrap, "sg", ["st"], instance="inst-a", **kw)
+        members.append(again)
+        wait_for(lambda: again.assignment == mine, 20, "the restarted static member to get its partitions back",
+                 hold=0)
+        restarted_at = time.monotonic()
+        produce(b.bootstrap, "st", [0, 1, 2, 3], 5, start=10)
+        wait_for(lambda: all_consumed([a, o, again], {tp: 15 for tp in tps("st", 4)}), 30, "the new records")
+        with again.lock:
+            assert sorted(ev["got"] for at, ev in again.events if "got" in ev) == \
+                sorted([tp, i] for tp in mine for i in range(10, 15)), "the restarted member did not resume at its commits"
+        assert o.assignment == others and o.revocations == revocations, "the other member was rebalanced"
+
+        again.kill() if stop == "kill" else again.close()
+        stopped_at = time.monotonic()
+        moved_at = wait_for(lambda: o.assignment == tps("st", 4), session / 1000 + 20, "the other member to own all",
+                            hold=0)
+        assert moved_at - stopped_at >= session / 1000 * 0.8, "the static member's partitions moved before its session"
+        assert restarted_at < stopped_at
+    finally:
+        if b is not broker:
+            b.stop()
