@@ -22,8 +22,9 @@ tombstone is the remains of an interrupted `delete_topic` and is removed at open
 (adopting it would bring the topic back with the already-removed partitions empty). A partition
 taken offline by a failed fsync (log.py) stays offline until the store is reopened; a close
 with one offline writes no clean-shutdown marker, so that reopen recovers it. Partitions made by
-create_topic / create_partitions start at offset 0, and by the time those return the checkpoint
-files hold no entry left by a deleted topic of the same name (`_forget_checkpointed`).
+create_topic / create_partitions start at offset 0, and the checkpoint files hold no entry left
+by a deleted topic of the same name from before their metadata record is written
+(`_forget_checkpointed`).
 """
 
 from __future__ import annotations
@@ -356,21 +357,23 @@ class LogStore:
             info = TopicInfo(name, uuid.uuid4(), partitions, overrides)
             if validate_only:
                 return info
+            self._forget_checkpointed(name)
             self._write_metadata(info)
             self._topics[name] = info
             self._configs[name] = cfg
             for p in range(partitions):
                 self._logs[(name, p)] = self._open_log(name, p, cfg, new=True)
-            self._forget_checkpointed(name)
         self._notify(name, "create")
         return info
 
     def _forget_checkpointed(self, name: str) -> None:
-        """Rewrite the checkpoint files now that `name` has new partitions (the caller holds the
-        checkpoint lock, then the store lock). Until then they may hold the log start offset and
-        recovery point of a deleted topic of the same name: a crash would reopen the new
-        partitions with them, and a log start offset above the new log's end deletes every record
-        of it at open (LogLoader._restart_at_log_start), acknowledged and flushed ones included."""
+        """Rewrite the checkpoint files before the metadata record that gives `name` new
+        partitions (the caller holds the checkpoint lock, then the store lock). They are written
+        from the live partitions only, so the new ones have no entry then, while the files read
+        at open may hold the log start offset and recovery point of a deleted topic of the same
+        name: a crash would reopen the new partitions with those, and a log start offset above
+        the new log's end deletes every record of it at open (LogLoader._restart_at_log_start),
+        acknowledged and flushed ones included. A failure here changes nothing."""
         try:
             self.checkpoint()
         except OSError as e:
@@ -390,11 +393,11 @@ class LogStore:
                 return TopicInfo(name, info.topic_id, total, dict(info.config))
             old = info.partitions
             new = TopicInfo(name, info.topic_id, total, dict(info.config))
+            self._forget_checkpointed(name)
             self._write_metadata(new)
             self._topics[name] = new
             for p in range(old, total):
                 self._logs[(name, p)] = self._open_log(name, p, self._configs[name], new=True)
-            self._forget_checkpointed(name)
         self._notify(name, "partitions")
         return new
 
