@@ -28,6 +28,10 @@ offset order, and each index against its log (an index entry at a batch that fai
 check is reported as leading to that damaged batch, not as a bad position). It returns a
 `VerifyReport` listing every problem with its file and position. Cost: O(bytes of log) reads,
 one CRC pass; record bodies are decoded only for compressed-batch sanity when `deep=True`.
+On a log dir in use (its `.lock` held by a store or broker, as /proc/locks shows:
+`report.live`) the last segment of each partition is being written: its index files are still
+preallocated (zero entries past the used ones) and its tail may be a batch half written, so
+neither is reported there; every sealed segment is checked in full.
 """
 
 from __future__ import annotations
@@ -426,6 +430,7 @@ class VerifyReport:
     path: str
     partitions: list[PartitionSummary] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    live: bool = False  # the dir was open in a store or broker: active segments were checked lightly
 
     @property
     def ok(self) -> bool:
@@ -459,6 +464,20 @@ def _segment_files(d: str) -> list[tuple[int, str]]:
         if rest == "log" and stem.isdigit():
             segs.append((int(stem), os.path.join(d, fname)))
     return sorted(segs)
+
+
+def dir_in_use(root: str) -> bool:
+    """Whether some process holds the flock on `root`/.lock (a store or broker has the dir open).
+    Read from /proc/locks, so it never takes the lock itself (a brief probe lock could make a
+    store opening at that moment fail); False where /proc/locks cannot be read."""
+    try:
+        st = os.stat(os.path.join(root, ".lock"))
+        with open("/proc/locks") as f:
+            held = f.read()
+    except OSError:
+        return False
+    ident = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    return any(line.split()[1:2] == ["FLOCK"] and ident in line.split() for line in held.splitlines())
 
 
 def log_dir_size(root: str) -> int:
@@ -540,8 +559,10 @@ def verify_dir(root: str, *, deep: bool = False,
     """Scan every partition of the log dir `root` (read-only, no lock). `progress(n)` is called
     with bytes scanned as the scan advances. `deep` also decodes every record (decompressing)."""
     if not os.path.isdir(root):
+        if os.path.exists(root):
+            raise NotADirectoryError(f"{root} is not a log dir: it is a file (a log dir holds <topic>-<partition> dirs)")
         raise FileNotFoundError(f"log dir {root} does not exist")
-    report = VerifyReport(os.path.abspath(root))
+    report = VerifyReport(os.path.abspath(root), live=dir_in_use(root))
     for d in _partition_dirs(root):
         summary = PartitionSummary(os.path.basename(d))
         report.partitions.append(summary)
@@ -549,11 +570,15 @@ def verify_dir(root: str, *, deep: bool = False,
         segments = _segment_files(d)
         for i, (base, log_path) in enumerate(segments):
             next_base = segments[i + 1][0] if i + 1 < len(segments) else None
+            being_written = report.live and next_base is None
             summary.segments += 1
             boundaries: dict[int, int] = {}
             failed: dict[int, tuple[int, str]] = {}
             for pos, h, data, tail in iter_file_batches(log_path):
                 if h is None:
+                    if being_written and tail is not None and ("shorter than a batch header" in tail
+                                                               or "runs past the end" in tail):
+                        break  # an append in progress, not damage
                     report.problems.append(Problem(log_path, pos, f"incomplete or invalid tail: {tail}"))
                     summary.problems += 1
                     if progress:
@@ -608,10 +633,11 @@ def verify_dir(root: str, *, deep: bool = False,
                     expected_next = h.last_offset + 1
                     summary.next_offset = expected_next
                     boundaries[pos] = h.last_offset
-            summary.problems += _verify_index(base, log_path, boundaries, report, failed)
+            if not being_written:  # an active segment's indexes are preallocated and changing
+                summary.problems += _verify_index(base, log_path, boundaries, report, failed)
     return report
 
 
 __all__ = ["dump_files", "dump_log", "dump_index", "dump_time_index", "iter_file_batches", "verify_dir",
-           "log_dir_size", "VerifyReport", "Problem", "PartitionSummary", "parse_offsets_record",
+           "dir_in_use", "log_dir_size", "VerifyReport", "Problem", "PartitionSummary", "parse_offsets_record",
            "index_sanity_problem"]

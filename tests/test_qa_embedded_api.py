@@ -541,3 +541,41 @@ def test_embedded_data_and_commits_served_to_a_kafka_client_and_back(tmp_path, c
         last = recs[-1] if recs[-1].partition == 1 else [r for r in recs if r.partition == 1][-1]
         assert (last.offset, last.key, last.value, last.headers, last.timestamp) == \
             (15, b"ck", b"from-client", (("x", b"\x00\xff"),), 1234)
+
+
+# -- tools ------------------------------------------------------------------------------------------------
+def test_verify_of_a_dir_in_use_reports_no_false_damage_but_still_finds_real_damage(tmp_path) -> None:
+    """`verify_dir` on a log dir a store has open reported every active segment's preallocated
+    index (zero entries past the used ones) as bad: "entry 0 says offset 0 but the batch at
+    position 0 ends at offset 4". Damage in a sealed segment is still found while the dir is live."""
+    from logstore import tools
+
+    d = str(tmp_path / "d")
+    s = logstore.open(d, background=False)
+    try:
+        s.create_topic("t", partitions=2, config={"segment.bytes": "1000"})
+        with Producer(s) as p:
+            for i in range(40):
+                p.send("t", b"v%d" % i + b"x" * 60, key=b"k", headers=[("h", None)], partition=i % 2)
+                if i % 6 == 5:
+                    p.flush()  # batches of three records: a zero index entry is no batch's last offset
+        assert all(len(s.partition("t", q).segments) > 1 for q in range(2))
+        report = tools.verify_dir(d, deep=True)
+        assert report.ok, [str(x) for x in report.problems]
+        assert report.live and tools.dir_in_use(d)
+        assert sum(ps.records for ps in report.partitions if ps.name.startswith("t-")) == 40
+        sealed = os.path.join(d, "t-0", "00000000000000000000.log")
+        with open(sealed, "r+b") as f:
+            f.seek(100)
+            b = f.read(1)
+            f.seek(100)
+            f.write(bytes([b[0] ^ 0xFF]))
+        report = tools.verify_dir(d)
+        assert [(x.path, "CRC mismatch" in x.message) for x in report.problems] == [(sealed, True)]
+    finally:
+        s.close()
+    assert not tools.dir_in_use(d)
+    report = tools.verify_dir(d)
+    assert not report.live and [x.path for x in report.problems] == [sealed]
+    with pytest.raises(NotADirectoryError, match="is not a log dir: it is a file"):
+        tools.verify_dir(sealed)
