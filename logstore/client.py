@@ -5,7 +5,9 @@ does: a keyed record goes to `toPositive(murmur2(key)) % partitions` (so the sam
 same partition as with a real Kafka client and this store's broker), a record without a key goes
 to a "sticky" partition that changes once a batch's worth of bytes went to it (KIP-480). Records
 are buffered per partition and appended as one RecordBatch when `batch_size` bytes gather or on
-`flush()`; `send` returns a `FutureRecordMetadata` whose `get()` flushes if needed.
+`flush()` (split in halves until each fits the topic's `max.message.bytes`, as Kafka's producer
+splits a batch the broker refuses as too large); `send` returns a `FutureRecordMetadata` whose
+`get()` flushes if needed. A send racing `close()` is either flushed by it or refused.
 
 `Consumer(store, topics, group_id=...)` reads every partition of its topics in offset order. With
 a `group_id`, `commit()` stores positions in `__consumer_offsets` in Kafka's record format (via
@@ -14,9 +16,11 @@ store's broker share committed offsets; a new Consumer resumes from them. Withou
 offset, `auto_offset_reset` ("latest" | "earliest" | "none") decides, as in Kafka. There is no
 group membership here: an embedded consumer is assigned all partitions of its topics.
 
-Invariants: position(tp) is the next offset poll returns for tp; commit() without arguments
-commits every position; a position below the log start offset (retention) is reset by
-`auto_offset_reset`. Costs: send O(1) amortised, one batch encode per `batch_size` bytes; poll
+Invariants: position(tp) is the next offset poll returns for tp (iteration moves it one record
+at a time, as it yields them); commit() without arguments commits every position; a position
+outside the log (retention, delete-records, a seek past the end) is reset by
+`auto_offset_reset`. Every call on a closed consumer raises; poll and send on a closed store
+raise StoreClosedError. Costs: send O(1) amortised, one batch encode per `batch_size` bytes; poll
 O(records returned) plus one read per partition with data.
 """
 
