@@ -8,10 +8,11 @@ early waits for the ones before it). Produce with acks=0 occupies a slot that wr
 Limits: a request larger than `socket.request.max.bytes` closes that connection (logged), as does
 any request that cannot be parsed, an API key/version we do not serve (except ApiVersions, which
 is answered with UNSUPPORTED_VERSION and our ranges), or a handler that raises. The broker itself
-never stops because of one connection. A connection idle (no request in flight) for
-`connections.max.idle.ms` is closed at once, answers it has not read dropped (a transport close
-waits for them to be read, which a client that stopped reading never does: it kept its socket and
-held answers for good); any other close gives answers already queued CLOSE_LINGER_S to leave.
+never stops because of one connection. A connection idle for `connections.max.idle.ms` (no
+request in flight, nothing received, and nothing of its queued answers taken: a slow reader is
+active, as in Kafka) is closed at once, answers it has not read dropped (a transport close waits
+for them to be read, which a client that stopped reading never does: it kept its socket and held
+answers for good); any other close gives answers already queued CLOSE_LINGER_S to leave.
 When a connection has too many requests in flight or the transport's write buffer is full,
 reading from it pauses (back-pressure): frames already received stay undecoded until it resumes
 (one read may hold thousands of pipelined requests), and finished responses wait in their slots
@@ -72,7 +73,8 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 class _Connection(asyncio.Protocol):
     __slots__ = ("broker", "transport", "chunks", "have", "slots", "tasks", "peer", "closed", "paused_read",
-                 "paused_write", "last_active", "idle_handle", "need", "name", "sock_fd", "processing")
+                 "paused_write", "last_active", "idle_buffered", "idle_handle", "need", "name", "sock_fd",
+                 "processing")
 
     def __init__(self, broker: "Broker"):
         self.broker = broker
@@ -86,6 +88,7 @@ class _Connection(asyncio.Protocol):
         self.paused_read = False
         self.paused_write = False
         self.last_active = 0.0
+        self.idle_buffered = 0   # bytes the transport held at the last activity or idle check
         self.idle_handle: asyncio.TimerHandle | None = None
         self.need = 4
         self.name = "?"
@@ -117,6 +120,7 @@ class _Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.paused_write = False
+        self.last_active = self.broker._loop.time()   # the client is reading what it was sent
         self._flush()   # the responses held while the transport was full, then buffered frames
 
     def data_received(self, data: bytes) -> None:
@@ -261,6 +265,7 @@ class _Connection(asyncio.Protocol):
             wrote = True
         if wrote:
             self.last_active = self.broker._loop.time()
+            self.idle_buffered = transport.get_write_buffer_size()
         self._update_reading()
 
     def _update_reading(self) -> None:
@@ -289,6 +294,10 @@ class _Connection(asyncio.Protocol):
         idle_s = self.broker.idle_ms / 1000.0
         now = self.broker._loop.time()
         busy = any(not slot[0] for slot in self.slots)   # answered but unsent (client not reading) is idle
+        buffered = self.transport.get_write_buffer_size() if self.transport is not None else 0
+        if buffered < self.idle_buffered:
+            self.last_active = now   # a slow client is still taking its answers: that is activity
+        self.idle_buffered = buffered
         if not busy and now - self.last_active >= idle_s:
             log.info("closing connection from %s: idle for more than connections.max.idle.ms", self.name)
             # whatever is still queued for it has not been read in all that time: drop it, or the

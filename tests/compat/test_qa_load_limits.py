@@ -202,6 +202,53 @@ def test_clients_that_never_read_are_dropped_at_idle_timeout_and_their_sockets_r
         b.stop()
 
 
+def test_a_slow_reader_is_not_cut_off_by_the_idle_timeout(tmp_path) -> None:
+    # The other side of dropping non-readers: a client taking a large answer slowly, for longer
+    # than connections.max.idle.ms, is active (as in Kafka, where a channel being written to is
+    # not idle), so it gets the whole answer rather than a reset half way through.
+    b = _start(tmp_path, **{"connections.max.idle.ms": "500"})
+    try:
+        _create(b.port, "big", 1, {"max.message.bytes": str(4 << 20)})
+        values = [bytes([i]) * 2_000_000 for i in range(4)]
+        with wire.Conn(b.port) as c:
+            for i, v in enumerate(values):
+                assert _produce(c, 1 + i, "big", 0, v) == (0, i)
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", b.port))
+        # 8 MB in one answer: more than the kernel's socket buffers hold, so the broker's transport
+        # keeps the rest while the client reads
+        s.sendall(wire.fetch(5, "big", 0, 0, max_bytes=16 << 20))
+        s.settimeout(10)
+        t0 = time.monotonic()
+        buf = bytearray()
+        want = None
+        rate = 4 << 20   # bytes/s: the answer takes about four idle timeouts to read
+        try:
+            while want is None or len(buf) < want:
+                chunk = s.recv(1 << 16)
+                if not chunk:
+                    raise ConnectionError("EOF")
+                buf += chunk
+                if want is None and len(buf) >= 4:
+                    want = 4 + struct.unpack(">i", buf[:4])[0]
+                ahead = len(buf) / rate - (time.monotonic() - t0)
+                if ahead > 0:
+                    time.sleep(ahead)
+        except (ConnectionError, OSError) as e:
+            raise AssertionError(f"a client reading its answer slowly was cut off after {len(buf)} of "
+                                 f"{want} bytes, {time.monotonic() - t0:.1f}s in (connections.max.idle.ms=500): "
+                                 f"{e!r}") from None
+        took = time.monotonic() - t0
+        [(_t, _p, err, hw, data)] = wire.parse_fetch(bytes(buf[8:want]))
+        assert err == 0 and [r.value for r in R.decode_batches(data)] == values
+        assert took > 1.0, f"the answer was read in {took:.2f}s: not slowly enough to test anything"
+        assert _sees_close(s, 10), "idle after its answer, the connection was not closed"
+        s.close()
+    finally:
+        b.stop()
+
+
 # -- hostile frames --------------------------------------------------------------------------------------
 def test_hostile_frames_are_closed_and_do_not_starve_others(tmp_path) -> None:
     b = _start(tmp_path, **{"connections.max.idle.ms": "2000"})
