@@ -12,7 +12,7 @@ unmodified clients (confluent-kafka, kafka-python, aiokafka), checked against Ap
   seen by each client; a 5 MB record with the limits raised, read by each client with CRC checks
   on and default fetch limits (KIP-74);
 - header keys empty, repeated, non-ASCII; null header values; null vs empty key and value, byte
-  for byte across clients;
+  for byte across clients (kcat's JSON output included);
 - message.timestamp.after.max.ms (INVALID_TIMESTAMP), ignored on a LogAppendTime topic;
 - ListOffsets MAX_TIMESTAMP with out-of-order and tied timestamps (first record holding the
   largest), a timestamp past the last record (-1);
@@ -28,8 +28,11 @@ unmodified clients (confluent-kafka, kafka-python, aiokafka), checked against Ap
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import struct
+import subprocess
 import time
 
 import pytest
@@ -309,6 +312,17 @@ def test_headers_and_null_vs_empty_round_trip_byte_for_byte_across_clients(broke
     assert _ck_read(bs, t, 0, 0, n) == want
     assert _kp_read(bs, t, 0, 0, n) == want
     assert _aio_read(bs, t, 0, 0, n) == want
+    assert shutil.which("kcat"), "kcat is not installed"
+    r = subprocess.run(["kcat", "-b", bs, "-C", "-t", t, "-p", "0", "-e", "-o", "beginning", "-J"],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+    def raw(s: str | None) -> bytes | None:   # kcat -J writes the bytes as they are, escaping only JSON's
+        return None if s is None else s.encode("utf-8", "surrogateescape")
+
+    rows = [json.loads(line.decode("utf-8", "surrogateescape")) for line in r.stdout.splitlines() if line.strip()]
+    assert [(x["offset"], raw(x["key"]), raw(x["payload"]),
+             [(k, raw(v)) for k, v in zip(x["headers"][::2], x["headers"][1::2])]) for x in rows] == want
 
 
 # -- timestamps ---------------------------------------------------------------------------------------
