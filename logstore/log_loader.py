@@ -14,8 +14,9 @@ What a load does, in order (the invariants it restores are log.py's):
   the load returns: they describe records a crash lost (`_drop_stale_producer_snapshots`);
 - producer state comes from the newest snapshot at or below the log end plus a header replay
   (`_producer_headers`; without a snapshot, of the last two segments holding data), and
-  snapshots are written at rolls (loading the state first if need be, so that the replay always
-  reaches every batch since the newest snapshot) and clean closes.
+  snapshots are written at rolls and clean closes once the state is loaded (and at the first
+  roll of a partition without a snapshot, loading it for that: the replay must always reach
+  every batch since the newest snapshot).
 
 Costs: a clean open reads directory listings and nothing else (indexes are mapped lazily); an
 unclean one reads every byte after the recovery point once.
@@ -301,22 +302,22 @@ class LogLoader:
         """Write the producer state at `offset` (= LEO), keep the newest KEEP_SNAPSHOTS files.
         The caller fsyncs the directory.
 
-        At a roll (`offset` is the base of a new, empty last segment) an unloaded state is loaded
-        first: without a snapshot the loader scans only the last two segments holding data, and
-        the roll moves that window on, so a producer whose batches are all in the segment it
-        leaves behind would be forgotten, and its retry after a restart appended a second time
-        (Kafka has every producer's state from its load on and snapshots it at every roll). The
-        load scans at most the batches since the newest snapshot, and happens once per open:
-        every later roll finds the state loaded. So this invariant holds: every batch since the
-        newest snapshot (all of them, without one) lies in the last two segments holding data.
-        At a close an unloaded state is not loaded: no roll since the open, so older snapshots
-        plus the log still say it all. Best effort: a failed load or write costs a longer scan
-        later, never data."""
+        An unloaded state is written only at a roll (`offset` is the base of a new, empty last
+        segment) of a partition without a snapshot, and is loaded for it first. Without a
+        snapshot the loader scans only the last two segments holding data, and the roll moves
+        that window on: a producer whose batches are all in the segment it leaves behind would be
+        forgotten, and its retry after a restart appended a second time (Kafka has every
+        producer's state from its load on, and snapshots it at every roll). That load scans at
+        most those two segments, once in the partition's life: from then on a snapshot exists,
+        and the loader replays from the newest one, whatever the rolls since. So every batch since
+        the newest snapshot (all of them, without one) stays within what the loader scans. Best
+        effort: a failed load or write costs a longer scan later, never data."""
         ps = self.producer_state
         if not ps.loaded:
             last_base, last = self.segments.peekitem(-1)
-            if not (len(self.segments) > 1 and last_base == offset and last.size == 0):
-                return False
+            rolling = len(self.segments) > 1 and last_base == offset and last.size == 0
+            if not rolling or any(off <= offset for off, _path in PS.list_snapshots(self.dir)):
+                return False  # a close, or a snapshot to replay from: the log still says it all
             try:
                 ps.load()
             except Exception as e:  # noqa: BLE001 (best effort, as the write below)

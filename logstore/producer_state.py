@@ -10,9 +10,10 @@ offset, timestamp) of its last five batches, which is what a retrying producer c
 - otherwise out of order (OUT_OF_ORDER_SEQUENCE_NUMBER), or fenced if its epoch is older.
 
 The state is rebuilt the first time a producer unknown since open (or since a truncation) sends
-a batch, or at the first roll (log_loader.py: a roll's snapshot must cover what the loader's
-bounded scan would no longer reach): the owner's loader restores the newest valid snapshot and
-replays batch headers (never records) from the snapshot's offset to the log end (log.py).
+a batch, or at a roll of a partition without a snapshot (log_loader.py: that roll's snapshot
+must cover what the loader's bounded scan would no longer reach): the owner's loader restores
+the newest valid snapshot and replays batch headers (never records) from the snapshot's offset
+to the log end (log.py).
 
 Expiry (Kafka's `producer.id.expiration.ms`, checked every
 `producer.id.expiration.check.interval.ms` on the store's background thread, `install`): a

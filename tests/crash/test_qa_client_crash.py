@@ -365,7 +365,15 @@ class AdminChurn(threading.Thread):
                 self.models[name].apply(name, op, n, code, gen)
                 self.ops += 1
                 if op == "create" and code == 0:
-                    prod.produce(name, value=f"{name}:{gen}".encode(), partition=0)
+                    give_up = time.monotonic() + 5
+                    while True:
+                        try:
+                            prod.produce(name, value=f"{name}:{gen}".encode(), partition=0)
+                            break
+                        except KafkaException:  # librdkafka still has it cached as deleted
+                            if time.monotonic() > give_up:
+                                break           # no marker this time: the checks do without
+                            prod.poll(0.1)
                     if prod.flush(8) != 0:   # a kill: whether it landed is unknown, never later
                         prod.purge()
                         prod.flush(1)
