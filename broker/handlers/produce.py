@@ -84,7 +84,8 @@ def _request_records_error(records: bytes, version: int) -> tuple[int, str] | No
     if first < 0:
         return None
     if first == 0:
-        return INVALID_RECORD, f"Produce requests with version {version} must have at least one record batch per partition"
+        return INVALID_RECORD, (f"Produce requests with version {version} must have at least one record batch "
+                                f"per partition")
     if records[R.MAGIC_OFFSET] != R.MAGIC:
         return INVALID_RECORD, (f"Produce requests with version {version} are only allowed to contain record "
                                 f"batches with magic version 2")
