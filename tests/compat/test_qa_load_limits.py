@@ -6,7 +6,9 @@ clients (confluent-kafka, kafka-python, aiokafka).
 
 - clients that pipeline fetches (or ApiVersions) and never read their socket: once idle for
   `connections.max.idle.ms` the broker drops them, and their sockets and held responses are
-  released (a plain transport close waited for the client to read, forever);
+  released (a plain transport close waited for the client to read, forever); one closed for an
+  error with an unread answer queued is released after CLOSE_LINGER_S; a client reading an 8 MB
+  answer slowly, for longer than the idle timeout, is active and gets it whole;
 - hostile frames (a 2 GB size prefix, a frame announced at 50 MB that stalls after 1 MB, half a
   header): the first closes at once, the stalled ones at the idle timeout, the broker's memory
   follows what it received rather than what was announced, and other clients are served meanwhile;
@@ -19,8 +21,9 @@ clients (confluent-kafka, kafka-python, aiokafka).
   descriptors bounded per partition and not growing with traffic; the slow variant has 2,000;
 - many segments in one partition (one batch per segment): a fetch from the middle is right, a
   clean restart opens none of the segments, reading them all twice does not leak descriptors;
-- close to `ulimit -n`: appends fail with KAFKA_STORAGE_ERROR for the partitions that cannot open
-  their files, nothing else breaks, everything works once descriptors are free, and a restart finds
+- close to `ulimit -n`: appends (and segment rolls) fail with KAFKA_STORAGE_ERROR for the
+  partitions that cannot open their files, nothing else breaks, a new connection is served or
+  closed at once, everything works once descriptors are free, and the next open is clean with
   every acknowledged record;
 - sustained mixed produce + consume by four real clients with RSS and fds sampled every second:
   no growth trend, every record consumed;
@@ -753,10 +756,17 @@ def test_near_the_descriptor_limit_appends_fail_clearly_and_nothing_is_lost(tmp_
     port = b.port
     try:
         proc = psutil.Process(b.pid)
+        # the listener answers before the group coordinator has opened its partitions
+        _wait_for(lambda: "listening on" in b.log(), 30, "the broker to finish starting")
         _create(port, "lim", parts)
+        _create(port, "roll", 1, {"segment.bytes": "300"})   # a roll every other append
         soft, hard = proc.rlimit(psutil.RLIMIT_NOFILE)
         acked: dict[int, list[bytes]] = {q: [] for q in range(parts)}
+        rolled: list[bytes] = []
         with wire.Conn(port) as c:
+            for i in range(4):
+                assert _produce(c, i, "roll", 0, b"%0100d" % i)[0] == 0
+                rolled.append(b"%0100d" % i)
             # room for about 5 partitions' first appends (each opens its two index files)
             proc.rlimit(psutil.RLIMIT_NOFILE, (proc.num_fds() + 20, hard))
             first = {}
@@ -767,6 +777,14 @@ def test_near_the_descriptor_limit_appends_fail_clearly_and_nothing_is_lost(tmp_
             codes = {err for err, _ in first.values()}
             assert codes <= {0, 56}, f"appends out of descriptors answered {codes} (expected 0 or KAFKA_STORAGE_ERROR)"
             assert 56 in codes and 0 in codes, codes
+            # rolls that cannot open the new segment's files
+            roll_codes = set()
+            for i in range(4, 24):
+                err, _base = _produce(c, i, "roll", 0, b"%0100d" % i)
+                roll_codes.add(err)
+                if err == 0:
+                    rolled.append(b"%0100d" % i)
+            assert roll_codes <= {0, 56} and 56 in roll_codes, roll_codes
             # the connection still works, and a new one is served or refused at once, never left hanging
             c.call(wire.api_versions(999))
             try:
@@ -782,6 +800,10 @@ def test_near_the_descriptor_limit_appends_fail_clearly_and_nothing_is_lost(tmp_
                 err, _base = _produce(c, 1000 + q, "lim", q, b"second-%d" % q)
                 assert err == 0, f"partition {q} still refuses appends ({err}) with descriptors to spare"
                 acked[q].append(b"second-%d" % q)
+            for i in range(24, 34):
+                err, _base = _produce(c, i, "roll", 0, b"%0100d" % i)
+                assert err == 0, f"a partition whose rolls failed still refuses appends ({err})"
+                rolled.append(b"%0100d" % i)
         assert b.stop(timeout=60) == 0
         import logstore
         store = logstore.open(b.data_dir, background=False)
@@ -789,6 +811,7 @@ def test_near_the_descriptor_limit_appends_fail_clearly_and_nothing_is_lost(tmp_
             assert store.clean_open and not store.recovery_stats.problems, store.recovery_stats
             for q in range(parts):
                 assert [r.value for r in store.partition("lim", q).iter_records(0)] == acked[q], q
+            assert [r.value for r in store.partition("roll", 0).iter_records(0)] == rolled
         finally:
             store.close()
     finally:
