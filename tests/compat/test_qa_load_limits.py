@@ -24,7 +24,8 @@ clients (confluent-kafka, kafka-python, aiokafka).
 - close to `ulimit -n`: appends (and segment rolls) fail with KAFKA_STORAGE_ERROR for the
   partitions that cannot open their files, nothing else breaks, a new connection is served or
   closed at once, everything works once descriptors are free, and the next open is clean with
-  every acknowledged record;
+  every acknowledged record; a start with too few descriptors for its partitions exits with one
+  line naming the cause, and the next start with enough is clean and complete;
 - sustained mixed produce + consume by four real clients with RSS and fds sampled every second:
   no growth trend, every record consumed;
 - SIGTERM under load (producers, parked long polls, a group member, a client not reading): the
@@ -814,6 +815,45 @@ def test_near_the_descriptor_limit_appends_fail_clearly_and_nothing_is_lost(tmp_
             assert [r.value for r in store.partition("roll", 0).iter_records(0)] == rolled
         finally:
             store.close()
+    finally:
+        b.stop()
+
+
+def test_a_start_without_enough_descriptors_fails_clearly_and_loses_nothing(tmp_path) -> None:
+    import resource
+    parts = 40
+    b = _start(tmp_path)
+    port, data_dir = b.port, b.data_dir
+    try:
+        _create(port, "many", parts)
+        with wire.Conn(port) as c:
+            for q in range(parts):
+                assert _produce(c, q, "many", q, b"v%d" % q)[0] == 0
+        fds_serving = psutil.Process(b.pid).num_fds()
+        assert b.stop(timeout=60) == 0
+        limit = 120   # below what the partitions hold open (each active segment: 5 descriptors)
+        assert fds_serving > limit, fds_serving
+
+        def low_limit() -> None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+        p = subprocess.run([sys.executable, "-m", "broker", "serve", "--override", f"log.dirs={data_dir}",
+                            "--override", f"listeners=PLAINTEXT://127.0.0.1:{port}",
+                            "--override", "offsets.topic.num.partitions=1"],
+                           preexec_fn=low_limit, capture_output=True, text=True, timeout=120)
+        out = p.stdout + p.stderr
+        assert p.returncode != 0, f"started with {limit} descriptors for {parts} partitions?\n{out[-2000:]}"
+        assert "Too many open files" in out and "Traceback" not in out, out[-3000:]
+        # with descriptors enough: a clean open, every record there
+        b = start_broker(data_dir, port=port, overrides=BASE)
+        with wire.Conn(port) as c:
+            for q in range(parts):
+                _c, body = c.call(wire.fetch(q, "many", q, 0))
+                [(_t, _p, err, hw, data)] = wire.parse_fetch(body)
+                assert (err, hw, [r.value for r in R.decode_batches(data)]) == (0, 1, [b"v%d" % q]), q
+        assert "recovery of" not in b.log(), b.log()[-3000:]
+        print(f"\n{parts} partitions: {fds_serving} fds serving; start with ulimit -n {limit}: "
+              f"{[line for line in out.splitlines() if 'Too many' in line][:1]}")
     finally:
         b.stop()
 
