@@ -183,7 +183,8 @@ class Group:
 
     def subscribed_topics(self) -> set[str] | None:
         """Topics the members subscribe to, from the consumer protocol's subscription bytes;
-        None when that is unknown (not a "consumer" group, or unreadable metadata)."""
+        None when that is unknown (not a "consumer" group, no protocol chosen yet, or unreadable
+        metadata)."""
         if self.protocol_type != "consumer" or not self.protocol:
             return None
         topics: set[str] = set()

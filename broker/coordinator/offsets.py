@@ -160,7 +160,11 @@ class OffsetsMixin(RebalanceMixin):
 
     async def delete_offsets(self, group_id: str, partitions: Iterable[TopicPartition]) -> tuple[int, dict[TopicPartition, int]]:
         """OffsetDelete: allowed for an Empty group, or for topics a consumer group does not
-        subscribe to (GROUP_SUBSCRIBED_TO_TOPIC otherwise)."""
+        subscribe to (GROUP_SUBSCRIBED_TO_TOPIC otherwise). A live classic group of another
+        protocol type is NON_EMPTY_GROUP; one of protocol type "consumer" whose subscriptions
+        cannot be told (no protocol chosen yet, as in its first rebalance, or metadata we cannot
+        read) counts as subscribed to every topic, as Kafka's ClassicGroup.isSubscribedToTopic.
+        A partition that does not exist is UNKNOWN_TOPIC_OR_PARTITION whatever the group."""
         err = self._check_active()
         parts = list(partitions)
         if err:
@@ -168,24 +172,27 @@ class OffsetsMixin(RebalanceMixin):
         g = self.groups.get(group_id)
         cg = self.consumer_groups.get(group_id)
         subscribed: set[str] = set()
+        every_topic = False
         if cg is not None:
             subscribed = self._consumer_subscribed(cg)
         elif g is None or g.is_(S.DEAD):
             return E.GROUP_ID_NOT_FOUND, {}
         elif not g.is_(S.EMPTY):
-            topics = g.subscribed_topics()
-            if topics is None:
+            if g.protocol_type != "consumer":
                 return E.NON_EMPTY_GROUP, {}
-            subscribed = topics
+            topics = g.subscribed_topics()
+            every_topic = topics is None
+            subscribed = topics or set()
         result: dict[TopicPartition, int] = {}
         victims = []
         for tp in parts:
-            if tp[0] in subscribed:
+            # a partition that does not exist first (Kafka's KafkaApis checks the metadata before
+            # the coordinator sees the request), then the group's subscription
+            result[tp] = self._partition_error(*tp)
+            if not result[tp] and (every_topic or tp[0] in subscribed):
                 result[tp] = E.GROUP_SUBSCRIBED_TO_TOPIC
-            else:
-                result[tp] = self._partition_error(*tp)
-                if not result[tp]:
-                    victims.append(tp)
+            if not result[tp]:
+                victims.append(tp)
         assert self.offsets is not None
         if victims:
             self.offsets.delete_offsets(group_id, victims)

@@ -671,3 +671,49 @@ def test_static_member_restart_keeps_its_partitions_and_resumes_at_its_commit(br
     finally:
         if b is not broker:
             b.stop()
+
+
+# -- OffsetDelete while a consumer group's subscriptions are not known yet ------------------------------------
+def test_offset_delete_during_a_groups_first_rebalance_is_refused_per_partition(tmp_path, members):
+    """With Kafka's default group.initial.rebalance.delay.ms (3 s) a new consumer group sits in
+    PreparingRebalance with no protocol chosen yet, so which topics it subscribes to is unknown.
+    An OffsetDelete then (kafka-python's KafkaAdminClient.delete_group_offsets, `consumer-groups
+    --delete-offsets`) is refused per partition with GROUP_SUBSCRIBED_TO_TOPIC, as Kafka's
+    ClassicGroup.isSubscribedToTopic takes every topic as subscribed when it cannot tell (only a
+    group of another protocol type than "consumer" is NON_EMPTY_GROUP); logstore refused the
+    whole request with NON_EMPTY_GROUP. A topic that does not exist is UNKNOWN_TOPIC_OR_PARTITION
+    whatever the group. The offsets stay."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+
+    b = start_broker(str(tmp_path / "data"), overrides={**BROKER_PROPS, "group.initial.rebalance.delay.ms": "3000"})
+    try:
+        create_topic(b.bootstrap, "od", 2)
+        a = admin(b.bootstrap)
+        a.alter_consumer_group_offsets([ConsumerGroupTopicPartitions("odg", [TopicPartition("od", 0, 4)])]
+                                       )["odg"].result(20)
+        m = Member(tmp_path, "confluent", b.bootstrap, "odg", ["od"])
+        members.append(m)
+
+        def state() -> str:
+            return str(a.describe_consumer_groups(["odg"])["odg"].result(20).state).rsplit(".", 1)[-1]
+
+        wait_for(lambda: state() == "PREPARING_REBALANCING", 20, "the group's first rebalance to start", hold=0)
+        from kafka import KafkaAdminClient
+        from kafka import TopicPartition as KTP
+        from kafka.errors import KafkaError
+        kadmin = KafkaAdminClient(bootstrap_servers=b.bootstrap, request_timeout_ms=20000)
+        try:
+            res = kadmin.delete_group_offsets("odg", [KTP("od", 0), KTP("nope", 0)])
+            got = {f"{tp.topic}:{tp.partition}": getattr(e, "__name__", type(e).__name__) for tp, e in res.items()}
+        except KafkaError as e:
+            got = {"request": type(e).__name__}
+        finally:
+            kadmin.close()
+        assert state() == "PREPARING_REBALANCING", "the answer came after the first rebalance: not the case tested"
+        # a topic that does not exist is UNKNOWN_TOPIC_OR_PARTITION first (KafkaApis checks it
+        # before the coordinator sees the request)
+        assert got == {"od:0": "GroupSubscribedToTopicError", "nope:0": "UnknownTopicOrPartitionError"}
+        wait_for(lambda: m.assignment == tps("od", 2), 20, "the member's assignment", hold=0)
+        assert committed_offsets(b.bootstrap, "odg") == {"od:0": 4}
+    finally:
+        b.stop()
