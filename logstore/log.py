@@ -42,7 +42,8 @@ from sortedcontainers import SortedDict
 from . import records as R
 from .config import LogConfig
 from .errors import (CorruptRecordError, InvalidRecordError, InvalidTimestampError, KafkaStorageError,
-                     LogStoreError, OffsetOutOfRangeError, RecordTooLargeError, StoreClosedError)
+                     LogStoreError, OffsetOutOfRangeError, RecordListTooLargeError, RecordTooLargeError,
+                     StoreClosedError)
 from .log_loader import LogLoader, RecoveryStats, fsync_dir
 from .log_read import LogReader
 from .producer_state import ProducerStateManager
@@ -187,6 +188,9 @@ class Log(LogLoader, LogReader):
             pos += h.size
         if not batches:
             raise CorruptRecordError(f"no record batch in produce to {where}")
+        if n > cfg.segment_bytes:  # Kafka (UnifiedLog.append): what cannot fit one segment is refused
+            raise RecordListTooLargeError(
+                f"batches of {n} bytes in append to {where} exceed its segment.bytes {cfg.segment_bytes}")
         now = int(time.time() * 1000)
         append_time = now if cfg.message_timestamp_type == "LogAppendTime" else -1
         for pos, h in batches:
