@@ -194,12 +194,16 @@ class LogReader:
         return None
 
     def max_timestamp_offset(self) -> tuple[int, int] | None:
-        """(offset, timestamp) of the record with the largest timestamp, or None when empty."""
+        """(offset, timestamp) of the first record with the largest timestamp of the segments
+        holding records at or after the log start, or None when there are none. As Kafka's
+        ListOffsets MAX_TIMESTAMP (UnifiedLog.fetchOffsetByTimestamp), the record is looked up in
+        its segment whatever the log start: after delete-records it may lie below it, rather than
+        an answer of none while records remain."""
         with self.lock:
+            self._check_open()
             segs = [s for s in self.segments.values() if s.size and s.next_offset > self._log_start_offset]
-        if not segs:
-            return None
-        best = max(segs, key=lambda s: s.max_timestamp)
-        ts = best.max_timestamp
-        found = self.offset_for_timestamp(ts)
-        return found
+            if not segs:
+                return None
+            best = max(segs, key=lambda s: s.max_timestamp)
+            # under the lock: retention may delete the segment (closing its indexes) otherwise
+            return self._find_timestamp_in(best, best.max_timestamp, best.base_offset)

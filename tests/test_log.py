@@ -156,6 +156,20 @@ def test_offset_for_timestamp_matches_a_scan(tmp_path):
     lg.close()
 
 
+def test_max_timestamp_after_delete_records_is_found_in_its_segment(tmp_path):
+    # one batch with timestamps out of order; delete-records moves the log start past the record
+    # holding the largest one: Kafka's MAX_TIMESTAMP still answers it (its segment's maximum),
+    # where looking from the log start found nothing while records remained
+    lg = make_log(tmp_path)
+    lg.append([(b"k", b"a", [], 1000), (b"k", b"b", [], 9000), (b"k", b"c", [], 2000), (b"k", b"d", [], 3000)])
+    assert lg.max_timestamp_offset() == (1, 9000)
+    lg.delete_records(2)
+    assert lg.log_start_offset == 2
+    assert lg.max_timestamp_offset() == (1, 9000)
+    assert lg.offset_for_timestamp(9000) is None    # a timestamp search still starts at the log start
+    lg.close()
+
+
 def test_log_append_time(tmp_path):
     lg = make_log(tmp_path, {"message.timestamp.type": "LogAppendTime"})
     before = int(time.time() * 1000)
