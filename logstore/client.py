@@ -357,13 +357,34 @@ class Consumer:
     def __init__(self, store: Any, topics: str | Iterable[str], group_id: str | None = None, *,
                  auto_offset_reset: str = "latest", enable_auto_commit: bool = False,
                  max_poll_records: int = 500, fetch_max_bytes: int = 1 << 20,
-                 consumer_timeout_ms: float | None = None, offsets: Any = None):
+                 consumer_timeout_ms: float | None = None, offsets: Any = None) -> None:
+        """`consumer_timeout_ms`: None, or as in kafka-python a negative or infinite value, never
+        ends iteration. Bad arguments fail here, naming the argument, not at the first poll."""
         if auto_offset_reset not in ("latest", "earliest", "none"):
             raise ValueError(f"auto_offset_reset must be latest, earliest or none, not {auto_offset_reset!r}")
         if isinstance(max_poll_records, bool) or not isinstance(max_poll_records, int) or max_poll_records < 1:
             raise ValueError(f"max_poll_records must be a positive int, not {max_poll_records!r}")
+        if isinstance(topics, str):
+            names = [topics]
+        elif isinstance(topics, (bytes, bytearray, memoryview)) or not isinstance(topics, Iterable):
+            raise TypeError(f"topics must be a topic name (str) or a list of them, not {type(topics).__name__} "
+                            f"({topics!r})")
+        else:
+            names = list(dict.fromkeys(topics))
+        for t in names:
+            if not isinstance(t, str):
+                raise TypeError(f"a topic name must be a str, not {type(t).__name__} ({t!r})")
+        if group_id is not None and not isinstance(group_id, str):
+            raise TypeError(f"group_id must be a str or None, not {type(group_id).__name__} ({group_id!r})")
+        fetch_max_bytes = _check_int(fetch_max_bytes, "fetch_max_bytes")
+        if consumer_timeout_ms is not None:
+            if isinstance(consumer_timeout_ms, bool) or not isinstance(consumer_timeout_ms, (int, float)):
+                raise TypeError(f"consumer_timeout_ms must be a number of milliseconds or None, not "
+                                f"{type(consumer_timeout_ms).__name__} ({consumer_timeout_ms!r})")
+            if consumer_timeout_ms < 0 or consumer_timeout_ms == float("inf"):
+                consumer_timeout_ms = None  # kafka-python: a negative timeout (default inf) is none
         self.store = store
-        self.topics = [topics] if isinstance(topics, str) else list(topics)
+        self.topics = names
         for t in self.topics:
             store.topic(t)  # unknown topic: fail now, naming it
         self.group_id = group_id

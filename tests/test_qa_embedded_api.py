@@ -394,6 +394,50 @@ def test_poll_timeout_must_be_a_non_negative_number(store, timeout, exc) -> None
         c.poll(timeout=timeout)
 
 
+@pytest.mark.parametrize("kwargs, exc, match", [
+    ({"topics": b"t"}, TypeError, "topics must be a topic name"),   # was "unknown topic 116"
+    ({"topics": 5}, TypeError, "topics must be a topic name"),
+    ({"topics": ["t", 7]}, TypeError, "a topic name must be a str, not int"),
+    ({"group_id": 5}, TypeError, "group_id must be a str"),         # was AttributeError at first use
+    ({"fetch_max_bytes": "1M"}, TypeError, "fetch_max_bytes must be an int"),  # was a TypeError in poll
+    ({"consumer_timeout_ms": "100"}, TypeError, "consumer_timeout_ms must be a number"),
+])
+def test_bad_consumer_arguments_fail_at_construction_naming_the_argument(store, kwargs, exc, match) -> None:
+    store.create_topic("t")
+    args = {"topics": "t", **kwargs}
+    with pytest.raises(exc, match=match):
+        Consumer(store, args.pop("topics"), **args)
+
+
+def test_a_negative_consumer_timeout_never_ends_iteration_as_in_kafka_python(store) -> None:
+    """kafka-python: a negative consumer_timeout_ms (its default is inf) means iterate forever;
+    here -1 ended the loop as soon as there was nothing to read."""
+    store.create_topic("t")
+    lg = store.partition("t", 0)
+    lg.append([(None, b"%d" % i) for i in range(3)])
+    c = Consumer(store, "t", auto_offset_reset="earliest", consumer_timeout_ms=-1)
+    assert c.assignment() == [("t", 0)]
+    have_three = threading.Event()
+
+    def append_later() -> None:
+        have_three.wait(JOIN)
+        time.sleep(0.05)
+        lg.append([(None, b"3")])
+
+    t = threading.Thread(target=append_later, daemon=True)
+    t.start()
+    got = []
+    for rec in c:
+        got.append(rec.value)
+        if len(got) == 3:
+            have_three.set()
+        if len(got) == 4:
+            break
+    _join([t])
+    assert got == [b"0", b"1", b"2", b"3"]
+    assert Consumer(store, ["t", "t"]).assignment() == [("t", 0)]
+
+
 def test_bad_topics_and_partitions_name_what_is_wrong_and_change_nothing(store) -> None:
     store.create_topic("t", partitions=2)
     for bad in ("", "a b", "x" * 250, ".."):
