@@ -24,7 +24,8 @@ taken offline by a failed fsync (log.py) stays offline until the store is reopen
 with one offline writes no clean-shutdown marker, so that reopen recovers it. Partitions made by
 create_topic / create_partitions start at offset 0, and the checkpoint files hold no entry left
 by a deleted topic of the same name from before their metadata record is written
-(`_forget_checkpointed`).
+(`_forget_checkpointed`). A deleted topic's partition directories are renamed away (durably)
+before the store lock is released, so a create of the same name never opens one of them.
 """
 
 from __future__ import annotations
@@ -465,7 +466,10 @@ class LogStore:
     def delete_topic(self, name: str) -> None:
         """Delete a topic: tombstone its metadata (fsynced), close its partitions, remove its
         directories (renamed `<topic>-<p>.<id>-delete` first, so an interrupted delete finishes
-        at the next open)."""
+        at the next open). The renames are done, and durable, before the store lock is released:
+        a create of the same name waiting for it (a DeleteTopics and a CreateTopics pipelined by
+        a client run at once) must find no directory of the old topic, or it would open the old
+        records as its own and then lose its directories to the renames here."""
         with self._lock:
             self._check_open()
             info = self.topic(name)
@@ -473,18 +477,18 @@ class LogStore:
             del self._topics[name]
             self._configs.pop(name, None)
             logs = [self._logs.pop((name, p)) for p in range(info.partitions) if (name, p) in self._logs]
-        targets = []
-        for lg in logs:
-            lg.abandon()
-            target = f"{lg.dir}.{info.topic_id.hex}-delete"
-            try:
-                os.rename(lg.dir, target)
-            except FileNotFoundError:
-                continue
-            targets.append(target)
-        # every directory is renamed (and the renames durable) before any is emptied; a crash
-        # before this point leaves directories that `_open` removes because of the tombstone
-        fsync_dir(self.path)
+            targets = []
+            for lg in logs:
+                lg.abandon()
+                target = f"{lg.dir}.{info.topic_id.hex}-delete"
+                try:
+                    os.rename(lg.dir, target)
+                except FileNotFoundError:
+                    continue
+                targets.append(target)
+            # every directory is renamed (and the renames durable) before any is emptied; a crash
+            # before this point leaves directories that `_open` removes because of the tombstone
+            fsync_dir(self.path)
         for target in targets:
             shutil.rmtree(target, ignore_errors=True)
         self._notify(name, "delete")

@@ -23,7 +23,10 @@ producer's exact retries matter, hand-built requests (tests/test_server.RawClien
 - aiokafka's idempotent acks=all producer on a topic with `flush.messages=1` and tiny segments (a
   roll every few batches) while the broker is SIGKILLed: every acknowledged record once, in order;
 - a second `logstore serve` on a running broker's log dir exits non-zero at once with one line
-  naming the dir and the owner's pid, changes no file, and the first broker serves on.
+  naming the dir and the owner's pid, changes no file, and the first broker serves on;
+- DeleteTopics and CreateTopics of one name running at once (a client pipelining them): the new
+  topic gets empty partitions of its own that survive a reopen (store level, the race made
+  certain with tests/crash/faultfs.py).
 """
 
 from __future__ import annotations
@@ -635,6 +638,7 @@ def run_startup_kills(tmp_path, attempts: int, seed: int) -> dict:
     try:
         raw_create_topic(b.port, t, parts, {"segment.bytes": "8192"})
         p = Producer({"bootstrap.servers": b.bootstrap, "enable.idempotence": True, "linger.ms": 5,
+                      "batch.size": 4096,  # a batch over segment.bytes is RECORD_LIST_TOO_LARGE
                       "reconnect.backoff.max.ms": 100, **QUIET})
 
         def cb(err, msg) -> None:
@@ -771,3 +775,70 @@ def test_recreated_topic_starts_at_zero_and_keeps_its_records_across_sigkill(tmp
         assert "restarts empty" not in b.log(), b.log()[-2000:]
     finally:
         b.stop()
+
+
+# -- DeleteTopics and CreateTopics of one name at once ----------------------------------------------------
+def test_topic_created_while_its_namesake_is_deleted_gets_new_empty_partitions(tmp_path):
+    """A client pipelines DeleteTopics and CreateTopics of one name (confluent-kafka's AdminClient
+    does when the futures are not awaited in between); the broker runs both at once in worker
+    threads. The new topic must be new: empty partitions of its own, whose records survive a
+    reopen. The deletion used to rename the partition directories after releasing the store lock,
+    so a create waiting for that lock opened the old topic's directories (serving its records as
+    the new topic's), and the renames then took them away from under the new topic. The race is
+    made certain with the fault-injection layer (tests/crash/faultfs.py): the deletion's first
+    rename waits (0.5 s at most) for the create to finish."""
+    import logstore
+    from tests.crash.faultfs import FaultFS
+
+    parts = 8
+    root = str(tmp_path / "data")
+    created = threading.Event()
+    deleter = threading.current_thread()
+
+    waited: list[bool] = []
+
+    def on_event(_fs, kind: str, path: str) -> None:
+        if kind == "rename" and os.path.basename(path).startswith("dc-") and \
+                threading.current_thread() is deleter and not waited:
+            waited.append(created.wait(0.5))
+
+    failure: list[BaseException] = []
+
+    def create(store) -> None:
+        try:
+            deadline = time.monotonic() + 30
+            while store.has_topic("dc"):  # the moment the deletion is visible
+                assert time.monotonic() < deadline, "the delete never became visible"
+            store.create_topic("dc", parts)
+        except BaseException as e:  # noqa: BLE001
+            failure.append(e)
+        finally:
+            created.set()
+
+    os.makedirs(root)
+    with FaultFS(root, on_event):
+        s = logstore.open(root, background=False)
+        try:
+            s.create_topic("dc", parts)
+            for q in range(parts):
+                s.partition("dc", q).append([(None, b"old")])
+            th = threading.Thread(target=create, args=(s,))
+            th.start()
+            s.delete_topic("dc")
+            th.join(60)
+            assert waited, "the deletion renamed no partition directory"
+            assert not failure, f"the create failed: {failure[0]!r}"
+            stale = [q for q in range(parts) if s.partition("dc", q).log_end_offset != 0]
+            assert not stale, f"the new topic serves the old one's records in partitions {stale}"
+            gone = [q for q in range(parts) if not os.path.isdir(os.path.join(root, f"dc-{q}"))]
+            assert not gone, f"the new topic's partition directories were removed: {gone}"
+            for q in range(parts):
+                s.partition("dc", q).append([(None, b"new")])
+        finally:
+            s.close()
+    s = logstore.open(root, background=False)
+    try:
+        lost = [q for q in range(parts) if [r.value for r in s.partition("dc", q).iter_records()] != [b"new"]]
+        assert not lost, f"partitions whose records did not survive a reopen: {lost}"
+    finally:
+        s.close()
