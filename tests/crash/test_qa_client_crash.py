@@ -842,3 +842,46 @@ def test_topic_created_while_its_namesake_is_deleted_gets_new_empty_partitions(t
         assert not lost, f"partitions whose records did not survive a reopen: {lost}"
     finally:
         s.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_pipelined_delete_and_create_topics_through_the_broker(tmp_path):
+    """The same race through a real broker and raw pipelined requests: DeleteTopics and, a few
+    milliseconds later, CreateTopics of one name on one connection, again and again (timing-based,
+    so only in the slow run); the new topic is always empty, keeps its directories, and its records
+    survive a SIGKILL."""
+    ov = {"offsets.topic.num.partitions": "1"}
+    b = start_broker(str(tmp_path / "data"), overrides=ov)
+    parts, t = 100, "pipelined"
+    try:
+        raw_create_topic(b.port, t, parts)
+        created = 0
+        for rnd in range(12):
+            with RawClient(b.port) as c:
+                for q in range(parts):
+                    assert raw_produce(c, t, R.build_batch([(None, b"old-%d" % rnd)]), q)[0] == 0
+                c.send(req(20, 4, topic_names=[t], timeout=10000))
+                time.sleep(0.002 * rnd)
+                c.send(req(19, 7, topics=[{"name": t, "num_partitions": parts, "replication_factor": 1,
+                                           "assignments": [], "configs": []}], timeout=10000, validate_only=False))
+                _c, deleted = c.recv(20, 4)
+                _c, made = c.recv(19, 7)
+            assert int(deleted.responses[0].error_code) == 0
+            if int(made.topics[0].error_code) != 0:
+                assert int(made.topics[0].error_code) == 36   # ran before the delete: it existed
+                raw_create_topic(b.port, t, parts)
+                continue
+            created += 1
+            assert end_offsets(b.port, t, parts) == [0] * parts, f"round {rnd}: the new topic has old records"
+            gone = [q for q in range(parts) if not os.path.isdir(os.path.join(b.data_dir, f"{t}-{q}"))]
+            assert not gone, f"round {rnd}: directories of the new topic removed: {gone[:5]}"
+        assert created >= 3, f"CreateTopics ran after the DeleteTopics in only {created} rounds"
+        with RawClient(b.port) as c:
+            for q in range(parts):
+                assert raw_produce(c, t, R.build_batch([(None, b"last")]), q)[0] == 0
+        b = restart(b, ov)
+        lost = [q for q in range(parts) if [r.value for r in fetch_records(b.port, t, q)] != [b"last"]]
+        assert not lost, f"partitions whose records did not survive the SIGKILL: {lost[:10]}"
+    finally:
+        b.stop()
