@@ -524,6 +524,34 @@ def test_retention_set_through_the_api_runs_in_the_background_and_consumers_foll
         s.close()
 
 
+def test_compaction_set_through_the_api_runs_in_the_background(tmp_path) -> None:
+    s = logstore.open(str(tmp_path / "d"), {"log.cleaner.backoff.ms": "50"})
+    try:
+        s.create_topic("c", config={"cleanup.policy": "compact", "segment.bytes": "1000",
+                                    "min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": "0"})
+        latest: dict[bytes, bytes | None] = {}
+        with Producer(s, batch_size=0) as p:
+            for i in range(60):
+                k, v = b"k%d" % (i % 5), b"v%d" % i + b"x" * 40
+                p.send("c", v, key=k)
+                latest[k] = v
+            p.send("c", None, key=b"k0")
+            latest[b"k0"] = None
+        lg = s.partition("c", 0)
+        deadline = time.monotonic() + 20
+        while sum(1 for _ in lg.iter_records()) > 20:
+            assert time.monotonic() < deadline, "the background cleaner did not compact the topic"
+            time.sleep(0.02)
+        c = Consumer(s, "c", auto_offset_reset="earliest")
+        state: dict[bytes, bytes | None] = {}
+        while c.position(("c", 0)) < lg.log_end_offset:
+            for r in c.poll(timeout=1):
+                state[r.key] = r.value
+        assert state == latest  # the newest record of every key survived, the tombstone last
+    finally:
+        s.close()
+
+
 def test_embedded_data_and_commits_served_to_a_kafka_client_and_back(tmp_path, capsys) -> None:
     """What the embedded API wrote (keys, headers with a null value, explicit timestamps, gzip)
     and the group offsets it committed are what a real Kafka client gets from `logstore serve`
