@@ -553,8 +553,8 @@ def test_compaction_set_through_the_api_runs_in_the_background(tmp_path) -> None
 
 
 def test_embedded_data_and_commits_served_to_a_kafka_client_and_back(tmp_path, capsys) -> None:
-    """What the embedded API wrote (keys, headers with a null value, explicit timestamps, gzip)
-    and the group offsets it committed are what a real Kafka client gets from `logstore serve`
+    """What the embedded API wrote (keys, headers with a null value, explicit timestamps, every
+    codec) and the group offsets it committed are what a real Kafka client gets from `logstore serve`
     on the same dir; what that client produces and commits the embedded API reads back."""
     ck = pytest.importorskip("confluent_kafka")
     from broker.cli import main as cli_main
@@ -570,6 +570,13 @@ def test_embedded_data_and_commits_served_to_a_kafka_client_and_back(tmp_path, c
                      for i, (k, v, h, ts) in enumerate(sent)]
         c = Consumer(s, "e", group_id="emb", auto_offset_reset="earliest")
         c.commit({("e", 0): 5, ("e", 1): 0})
+        s.create_topic("z", partitions=4)
+        codecs = ["none", "snappy", "lz4", "zstd"]
+        zsent = {(p, i): (b"z%d" % i, os.urandom(20) * 3) for p in range(4) for i in range(5)}
+        for p, codec in enumerate(codecs):
+            with Producer(s, compression_type=codec) as zp:
+                for i in range(5):
+                    zp.send("z", zsent[(p, i)][1], key=zsent[(p, i)][0], partition=p, timestamp=1_600_000_000_000 + i)
     where = {(m.get().partition, m.get().offset): rec for m, rec in zip(metas, sent)}
 
     b = start_broker(d, overrides={"group.initial.rebalance.delay.ms": "0"})
@@ -598,6 +605,23 @@ def test_embedded_data_and_commits_served_to_a_kafka_client_and_back(tmp_path, c
             kc.commit(offsets=[ck.TopicPartition("e", 0, 12)], asynchronous=False)
         finally:
             kc.close()
+        zc = ck.Consumer({"bootstrap.servers": b.bootstrap, "group.id": "z-reader", "enable.auto.commit": False,
+                          "log_level": 3})
+        try:  # every codec the embedded producer writes is one a Kafka client reads
+            zc.assign([ck.TopicPartition("z", p, 0) for p in range(4)])
+            zgot = {}
+            deadline = time.monotonic() + 30
+            while len(zgot) < 20:
+                assert time.monotonic() < deadline, f"client got {len(zgot)} of 20 from 'z'"
+                m = zc.poll(0.5)
+                if m is None:
+                    continue
+                assert m.error() is None, m.error()
+                zgot[(m.partition(), m.offset())] = (m.key(), m.value())
+                assert m.timestamp() == (ck.TIMESTAMP_CREATE_TIME, 1_600_000_000_000 + m.offset())
+            assert zgot == zsent
+        finally:
+            zc.close()
         kp = ck.Producer({"bootstrap.servers": b.bootstrap, "log_level": 3})
         kp.produce("e", b"from-client", key=b"ck", partition=1, headers=[("x", b"\x00\xff")], timestamp=1234)
         assert kp.flush(30) == 0
