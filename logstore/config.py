@@ -187,6 +187,16 @@ BROKER_TOPIC_ALIASES: dict[str, str] = {
 }
 
 
+# Kafka's coarser broker names for time defaults: name -> (topic config, rank, ms per unit); of
+# several given for one topic config the finer wins (rank 0 first), and the *.ms alias over all.
+COARSE_TIME_ALIASES: dict[str, tuple[str, int, int]] = {
+    "log.retention.minutes": ("retention.ms", 0, 60_000),
+    "log.retention.hours": ("retention.ms", 1, 3_600_000),
+    "log.roll.hours": ("segment.ms", 0, 3_600_000),
+    "log.roll.jitter.hours": ("segment.jitter.ms", 0, 3_600_000),
+}
+
+
 def parse_topic_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     """Validate topic config overrides; returns parsed values. Unknown keys raise, naming the key."""
     parsed: dict[str, Any] = {}
@@ -270,6 +280,7 @@ class StoreConfig:
 
     def __init__(self, config: Mapping[str, Any] | None = None):
         topic_defaults: dict[str, str] = {}
+        coarse: dict[str, int] = {}
         store: dict[str, Any] = {k: d.parse(k, d.default) for k, d in STORE_CONFIGS.items()}
         for key, value in (config or {}).items():
             if key in STORE_CONFIGS:
@@ -278,12 +289,17 @@ class StoreConfig:
                 topic_defaults[key] = _fmt(value)
             elif key in BROKER_TOPIC_ALIASES:
                 topic_defaults[BROKER_TOPIC_ALIASES[key]] = _fmt(value)
-            elif key in ("log.retention.hours", "log.retention.minutes"):
-                unit = 3600_000 if key.endswith("hours") else 60_000
-                if "retention.ms" not in topic_defaults:
-                    topic_defaults["retention.ms"] = str(_parse_int(key, value) * unit)
+            elif key in COARSE_TIME_ALIASES:
+                coarse[key] = _parse_int(key, value)
             else:
                 raise InvalidConfigError(f"unknown store config {key!r}")
+        # Kafka's precedence, whatever the order given: log.retention.ms over .minutes over .hours,
+        # log.roll.ms over log.roll.hours (and the same for the jitter)
+        for key in sorted(coarse, key=lambda k: COARSE_TIME_ALIASES[k][1]):
+            target, _rank, unit = COARSE_TIME_ALIASES[key]
+            if target not in topic_defaults:
+                v = coarse[key]
+                topic_defaults[target] = str(v * unit if v >= 0 else -1)  # Kafka: negative is -1 (never)
         parse_topic_config(topic_defaults)
         self.topic_defaults = topic_defaults
         self.values = store

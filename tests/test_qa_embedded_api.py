@@ -675,3 +675,21 @@ def test_verify_of_a_dir_in_use_reports_no_false_damage_but_still_finds_real_dam
     assert not report.live and [x.path for x in report.problems] == [sealed]
     with pytest.raises(NotADirectoryError, match="is not a log dir: it is a file"):
         tools.verify_dir(sealed)
+
+
+# -- store config -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("conf, retention_ms, segment_ms", [
+    # Kafka: log.retention.ms over log.retention.minutes over log.retention.hours, in any order
+    ({"log.retention.hours": "1", "log.retention.minutes": "2"}, 120_000, 604_800_000),  # was 3600000
+    ({"log.retention.minutes": "2", "log.retention.hours": "1"}, 120_000, 604_800_000),
+    ({"log.retention.hours": "1", "log.retention.ms": "5"}, 5, 604_800_000),
+    ({"log.retention.hours": "-1"}, -1, 604_800_000),                                    # was refused
+    ({"log.roll.hours": "2"}, 604_800_000, 7_200_000),                                   # was unknown
+    ({"log.roll.ms": "7", "log.roll.hours": "2"}, 604_800_000, 7),
+])
+def test_kafka_coarse_time_names_set_topic_defaults_with_kafkas_precedence(tmp_path, conf, retention_ms,
+                                                                           segment_ms) -> None:
+    with logstore.open(str(tmp_path / "d"), conf, background=False) as s:
+        s.create_topic("t")
+        cfg = s.topic_config("t")
+        assert (cfg.retention_ms, cfg.segment_ms) == (retention_ms, segment_ms)
