@@ -197,12 +197,22 @@ def _check_int(v: Any, what: str) -> int:
     raise TypeError(f"{what} must be an int, not {type(v).__name__} ({v!r})")
 
 
+def _check_store(store: Any) -> None:
+    """A Producer or Consumer works on an open LogStore, not on a path or a broker address (as a
+    kafka-python habit, `Producer("127.0.0.1:9092")`, would give it)."""
+    if not (callable(getattr(store, "partition", None)) and callable(getattr(store, "topic", None))):
+        hint = (f": open the log dir first, store = logstore.open({store!r}); for a broker use a Kafka client"
+                if isinstance(store, (str, bytes)) or hasattr(store, "__fspath__") else "")
+        raise TypeError(f"store must be a LogStore (logstore.open(path)), not {type(store).__name__}{hint}")
+
+
 class Producer:
     """Buffers records per partition and appends them to `store` as record batches.
     Thread-safe. Use as a context manager or call `close()` to flush what is buffered."""
 
     def __init__(self, store: Any, *, partitioner: Partitioner | DefaultPartitioner | None = None,
                  batch_size: int = 16384, compression_type: str = "none"):
+        _check_store(store)
         compression_code(compression_type)  # an unknown codec fails here, not at the first send
         _check_int(batch_size, "batch_size")
         if partitioner is not None and not callable(partitioner) and not isinstance(partitioner, DefaultPartitioner):
@@ -360,6 +370,7 @@ class Consumer:
                  consumer_timeout_ms: float | None = None, offsets: Any = None) -> None:
         """`consumer_timeout_ms`: None, or as in kafka-python a negative or infinite value, never
         ends iteration. Bad arguments fail here, naming the argument, not at the first poll."""
+        _check_store(store)
         if auto_offset_reset not in ("latest", "earliest", "none"):
             raise ValueError(f"auto_offset_reset must be latest, earliest or none, not {auto_offset_reset!r}")
         if isinstance(max_poll_records, bool) or not isinstance(max_poll_records, int) or max_poll_records < 1:

@@ -409,6 +409,15 @@ def test_bad_consumer_arguments_fail_at_construction_naming_the_argument(store, 
         Consumer(store, args.pop("topics"), **args)
 
 
+@pytest.mark.parametrize("cls", [Producer, Consumer])
+@pytest.mark.parametrize("given", ["data", "127.0.0.1:9092", Path("data")])
+def test_a_path_or_address_instead_of_a_store_is_refused_at_once(cls, given) -> None:
+    """`Producer("127.0.0.1:9092")` (a kafka-python habit) or a path made a Producer that failed
+    at its first send with AttributeError: 'str' object has no attribute 'topic'."""
+    with pytest.raises(TypeError, match=r"store must be a LogStore \(logstore.open\(path\)\), not .*open the log dir"):
+        cls(given) if cls is Producer else cls(given, "t")
+
+
 def test_a_negative_consumer_timeout_never_ends_iteration_as_in_kafka_python(store) -> None:
     """kafka-python: a negative consumer_timeout_ms (its default is inf) means iterate forever;
     here -1 ended the loop as soon as there was nothing to read."""
