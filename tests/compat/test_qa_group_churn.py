@@ -21,7 +21,9 @@ refused commits, so the tests check the group from the outside:
   with the topic, the recreated topic is read from offset 0); a storm of members starting,
   closing and dying that ends settled with every record committed; static members (aiokafka
   after SIGKILL, KIP-848 after librdkafka's static leave) restarting within their session
-  without a rebalance, then expiring.
+  without a rebalance, then expiring; the group protocol following its members (range ->
+  roundrobin -> range) while a joiner offering none of the group's protocols is refused
+  (INCONSISTENT_GROUP_PROTOCOL) without disturbing it.
 
 Fixed here (each test fails without its fix, broker/coordinator/offsets.py):
 - a member's OffsetCommit (generation >= 0) to a group the coordinator does not know is
@@ -725,3 +727,39 @@ def test_offset_delete_during_a_groups_first_rebalance_is_refused_per_partition(
         assert committed_offsets(b.bootstrap, "odg") == {"od:0": 4}
     finally:
         b.stop()
+
+
+# -- the group protocol follows its members ---------------------------------------------------------------------
+@pytest.mark.slow
+def test_group_protocol_follows_the_members_and_an_incompatible_joiner_is_refused(broker, members, tmp_path):
+    """A confluent-kafka member offering range and roundrobin leads alone with range; a
+    kafka-python member offering only roundrobin joins and the group switches to roundrobin; an
+    aiokafka member offering only range is refused (INCONSISTENT_GROUP_PROTOCOL) without
+    disturbing the group; once the roundrobin-only member leaves the group votes range again,
+    and every record is consumed once the group settles."""
+    create_topic(broker.bootstrap, "p", 4)
+    produce(broker.bootstrap, "p", [0, 1, 2, 3], 10)
+    a = admin(broker.bootstrap)
+
+    def assignor() -> str:
+        return a.describe_consumer_groups(["pg"])["pg"].result(20).partition_assignor
+
+    lead = Member(tmp_path, "confluent", broker.bootstrap, "pg", ["p"], strategy="range,roundrobin")
+    members.append(lead)
+    wait_for(lambda: lead.assignment == tps("p", 4), 30, "the first member alone", hold=0.3)
+    assert assignor() == "range"
+    rr = Member(tmp_path, "kafka-python", broker.bootstrap, "pg", ["p"], strategy="roundrobin")
+    members.append(rr)
+    wait_for(lambda: owns_exactly([lead, rr], tps("p", 4)) and rr.assignment, 30, "two members", hold=0.5)
+    assert assignor() == "roundrobin"
+    assert sorted(lead.assignment or []) == ["p:0", "p:2"] or sorted(rr.assignment or []) == ["p:0", "p:2"]
+    revocations = lead.revocations
+    odd = Member(tmp_path, "aiokafka", broker.bootstrap, "pg", ["p"], strategy="range")
+    members.append(odd)
+    wait_for(lambda: odd.proc.poll() is not None, 30, "the range-only member to fail", hold=0)
+    assert "InconsistentGroupProtocolError" in odd.log()
+    assert lead.revocations == revocations and assignor() == "roundrobin", "the refused joiner disturbed the group"
+    rr.close()
+    wait_for(lambda: lead.assignment == tps("p", 4), 30, "the first member alone again", hold=0.3)
+    assert assignor() == "range"
+    wait_for(lambda: all_consumed([lead, rr], {tp: 10 for tp in tps("p", 4)}), 30, "every record")
