@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -54,7 +53,7 @@ pytest.importorskip("aiokafka")
 from confluent_kafka import Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic  # noqa: E402
 
-from broker.pytest_plugin import BrokerProcess, start_broker  # noqa: E402
+from broker.pytest_plugin import start_broker  # noqa: E402
 from tests.compat.group_helpers import BROKER_PROPS, MemberProcess, wait_for  # noqa: E402
 
 SESSION_MS = 4000
@@ -668,8 +667,9 @@ def test_static_member_restart_keeps_its_partitions_and_resumes_at_its_commit(br
         produce(b.bootstrap, "st", [0, 1, 2, 3], 5, start=10)
         wait_for(lambda: all_consumed([a, o, again], {tp: 15 for tp in tps("st", 4)}), 30, "the new records")
         with again.lock:
-            assert sorted(ev["got"] for at, ev in again.events if "got" in ev) == \
-                sorted([tp, i] for tp in mine for i in range(10, 15)), "the restarted member did not resume at its commits"
+            resumed = sorted(ev["got"] for at, ev in again.events if "got" in ev)
+        assert resumed == sorted([tp, i] for tp in mine for i in range(10, 15)), \
+            "the restarted member did not resume at its commits"
         assert o.assignment == others and o.revocations == revocations, "the other member was rebalanced"
 
         again.kill() if stop == "kill" else again.close()
@@ -693,7 +693,7 @@ def test_offset_delete_during_a_groups_first_rebalance_is_refused_per_partition(
     group of another protocol type than "consumer" is NON_EMPTY_GROUP); logstore refused the
     whole request with NON_EMPTY_GROUP. A topic that does not exist is UNKNOWN_TOPIC_OR_PARTITION
     whatever the group. The offsets stay."""
-    from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
     b = start_broker(str(tmp_path / "data"), overrides={**BROKER_PROPS, "group.initial.rebalance.delay.ms": "3000"})
     try:
