@@ -345,7 +345,7 @@ class LogStore:
         parse_topic_config(overrides)
         cfg = self.config.log_config(overrides)
         # the checkpoint lock first (checkpoint() takes it before the store lock): the checkpoints
-        # are rewritten below before anything can be appended to the new partitions
+        # are rewritten below, before the new topic's metadata record
         with self._ckpt_lock, self._lock:
             self._check_open()
             if name in self._topics:
