@@ -89,7 +89,7 @@ class DefaultPartitioner:
     after `batch_size` bytes went to the current one. `__call__(key, n)` picks for a record;
     `on_append(topic, partition, nbytes)` tells it bytes went there."""
 
-    def __init__(self, batch_size: int = 16384, rng: random.Random | None = None):
+    def __init__(self, batch_size: int = 16384, rng: random.Random | None = None) -> None:
         self.batch_size = batch_size
         self._rng = rng or random.Random()
         self._sticky: dict[str, tuple[int, int]] = {}  # topic -> (partition, bytes produced to it)
@@ -125,7 +125,7 @@ class FutureRecordMetadata:
 
     __slots__ = ("_producer", "topic", "partition", "timestamp", "_offset", "_error")
 
-    def __init__(self, producer: "Producer", topic: str, partition: int, timestamp: int):
+    def __init__(self, producer: "Producer", topic: str, partition: int, timestamp: int) -> None:
         self._producer = producer
         self.topic = topic
         self.partition = partition
@@ -211,7 +211,7 @@ class Producer:
     Thread-safe. Use as a context manager or call `close()` to flush what is buffered."""
 
     def __init__(self, store: Any, *, partitioner: Partitioner | DefaultPartitioner | None = None,
-                 batch_size: int = 16384, compression_type: str = "none"):
+                 batch_size: int = 16384, compression_type: str = "none") -> None:
         _check_store(store)
         compression_code(compression_type)  # an unknown codec fails here, not at the first send
         _check_int(batch_size, "batch_size")
