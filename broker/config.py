@@ -108,6 +108,7 @@ BROKER_KEYS: dict[str, tuple[str | None, Callable[[str, str], Any]]] = {
     "group.consumer.heartbeat.interval.ms": ("5000", _int(1)),
     "group.consumer.max.size": (str(INT32_MAX), _int(1)),
     "socket.request.max.bytes": ("104857600", _int(1, INT32_MAX)),
+    "fetch.max.bytes": ("57671680", _int(1024, INT32_MAX)),
     "connections.max.idle.ms": ("600000", _int(-1)),
     "cluster.id": (None, _str),
     "transaction.state.log.replication.factor": ("1", _int(1, 32767)),

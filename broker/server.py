@@ -29,6 +29,12 @@ group coordinator, let in-flight requests finish (bounded), close connections (o
 does not take its last answers within STOP_LINGER_S is dropped), then
 `store.close()` (flush, checkpoints, clean-shutdown marker) in a worker thread.
 
+Descriptors: every open partition holds its active segment's log and index files, so a broker
+with hundreds of partitions needs more than the usual soft limit of 1,024. At start the process's
+soft RLIMIT_NOFILE is raised to its hard limit (`raise_open_file_limit`), as the JVM does for
+Kafka (HotSpot's MaxFDLimit); running out later fails the request that needed a descriptor with
+KAFKA_STORAGE_ERROR, never the broker.
+
 `Broker` runs in-process (`async with Broker(config) as b: b.port`), in a thread
 (`BrokerThread`), or as a process (`logstore serve`).
 """
@@ -39,6 +45,7 @@ import asyncio
 import collections
 import concurrent.futures
 import logging
+import resource
 import threading
 import weakref
 from typing import Any, Mapping
@@ -55,6 +62,26 @@ from .protocol.codec import RequestHeader
 from .zerocopy import direct_fd, write_parts
 
 log = logging.getLogger("broker.server")
+
+# the most the soft descriptor limit is raised to when the hard limit is unlimited (the kernel's
+# usual fs.nr_open)
+FD_LIMIT_CAP = 1 << 20
+
+
+def raise_open_file_limit() -> tuple[int, int]:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit (at most FD_LIMIT_CAP when the
+    hard limit is unlimited); never lowers it. Returns (before, after)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = FD_LIMIT_CAP if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as e:
+            log.info("cannot raise the open file limit from %d to %d: %s", soft, target, e)
+            return soft, soft
+        log.info("open file limit raised from %d to %d", soft, target)
+        return soft, target
+    return soft, soft
 
 MAX_IN_FLIGHT = 128          # per connection, before reading pauses
 SHUTDOWN_GRACE_S = 10.0
@@ -387,6 +414,7 @@ class Broker:
         self._loop_thread = threading.get_ident()
         self._stopped = asyncio.Event()
         self.config.log_ignored()
+        raise_open_file_limit()
         if self.store is None:
             path = self.config.log_dir
             store_cfg = dict(self.config.store_config)

@@ -452,3 +452,24 @@ def test_fetch_response_budget_across_partitions(broker, client) -> None:
                         session_epoch=-1, topics=[{"topic": t, "partitions": parts}], forgotten_topics_data=[],
                         rack_id=""))
     assert all(len(p.records) == len(big) for p in r.responses[0].partitions)
+
+
+def test_fetch_answers_a_partition_asked_twice_once_and_caps_max_bytes(tmp_path_factory) -> None:
+    """Kafka keys a fetch by partition (a repeated one is answered once, not once per copy: a
+    small request could make the broker read a partition's data thousands of times) and caps
+    what one answer carries at the broker's fetch.max.bytes, whatever the client's max_bytes."""
+    with module_broker(tmp_path_factory, "fetchcap", {"fetch.max.bytes": "4096"}) as b, RawClient(b.port) as c:
+        t = _topic()
+        create(c, t, partitions=2)
+        for p in (0, 1):
+            for i in range(8):
+                assert int(produce(c, t, build_batch([(b"k", b"%0900d" % i)]), partition=p).error_code) == 0
+        parts = [{"partition": p, "fetch_offset": 0, "partition_max_bytes": 1 << 20} for p in (0, 1, 0, 0, 1)]
+        r = c.call(req(1, 12, max_wait=0, min_bytes=1, max_bytes=50 << 20, isolation_level=0, session_id=0,
+                       session_epoch=-1, topics=[{"topic": t, "topic_id": None, "partitions": parts}],
+                       forgotten_topics_data=[], rack_id=""))
+        got = r.responses[0].partitions
+        assert [int(p.partition_index) for p in got] == [0, 1]
+        sizes = [len(p.records or b"") for p in got]
+        assert 0 < sum(sizes) <= 4096, sizes      # not 50 MB's worth: 16 batches of ~1 KB exist
+        assert [r.value for r in decode_batches(got[0].records)][0] == b"%0900d" % 0

@@ -407,7 +407,7 @@ _BROKER_CONFIG_TYPE = {"listeners": 2, "advertised.listeners": 2, "log.dirs": 2,
                        "offsets.retention.minutes": 3, "offsets.retention.check.interval.ms": 5,
                        "offset.metadata.max.bytes": 3, "group.initial.rebalance.delay.ms": 3,
                        "group.min.session.timeout.ms": 3, "group.max.session.timeout.ms": 3, "group.max.size": 3,
-                       "socket.request.max.bytes": 3, "connections.max.idle.ms": 5,
+                       "socket.request.max.bytes": 3, "fetch.max.bytes": 3, "connections.max.idle.ms": 5,
                        "transaction.state.log.replication.factor": 4, "transaction.state.log.min.isr": 3}
 
 

@@ -207,7 +207,10 @@ async def produce(ctx: Any, request: Any) -> Any:
                 continue
             except LogStoreError as e:
                 code, msg = error_of(e)
-                log.debug("produce to %s-%d refused: %s", name, idx, msg)
+                # a client's bad batch is the client's business; a storage failure (disk full, out
+                # of descriptors, an offline partition) is the operator's and goes in the log
+                (log.warning if code == KAFKA_STORAGE_ERROR else log.debug)(
+                    "produce to %s-%d refused: %s", name, idx, msg)
                 parts.append([idx, code, -1, -1, -1, msg])
                 continue
             except Exception as e:  # noqa: BLE001

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from kio.index import load_request_schema, load_response_schema
+from kio.index import KioIndexError, load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
 
 API_VERSIONS_KEY = 18
@@ -118,7 +118,9 @@ def parse_header(frame: bytes | memoryview) -> tuple[RequestHeader, int]:
     header = RequestHeader(api_key, version, corr, client_id)
     try:
         cls = request_class(api_key, version)
-    except Exception:
+    except KioIndexError:
+        # only "kio has no such key or version": an OSError loading a schema's module (out of
+        # descriptors) is not an unsupported version, and says what it is further up
         raise UnsupportedVersion(f"no schema for api key {api_key} version {version}", header) from None
     header.flexible = bool(cls.__flexible__)
     if header.flexible:

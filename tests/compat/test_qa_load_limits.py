@@ -50,7 +50,7 @@ from typing import Any, Callable
 import psutil
 import pytest
 
-from broker.pytest_plugin import BrokerProcess, start_broker
+from broker.pytest_plugin import BrokerProcess, free_port, start_broker
 from logstore import records as R
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz"))
@@ -787,6 +787,9 @@ def test_near_the_descriptor_limit_appends_fail_clearly_and_nothing_is_lost(tmp_
                 if err == 0:
                     rolled.append(b"%0100d" % i)
             assert roll_codes <= {0, 56} and 56 in roll_codes, roll_codes
+            # the operator hears of it: a storage failure is a warning in the broker's log
+            _wait_for(lambda: "WARNING broker.handlers.produce: produce to roll-0 refused" in b.log(), 10,
+                      "the refused appends in the broker log")
             # the connection still works, and a new one is served or refused at once, never left hanging
             c.call(wire.api_versions(999))
             try:
@@ -814,7 +817,8 @@ def test_near_the_descriptor_limit_appends_fail_clearly_and_nothing_is_lost(tmp_
         assert fds_serving > limit + 50, fds_serving
 
         def low_limit() -> None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+            # soft and hard: the broker raises its soft limit to the hard one at start
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
         p = subprocess.run([sys.executable, "-m", "broker", "serve", "--override", f"log.dirs={b.data_dir}",
                             "--override", f"listeners=PLAINTEXT://127.0.0.1:{port}",
@@ -958,3 +962,71 @@ def test_sustained_mixed_load_has_no_rss_or_fd_growth(tmp_path) -> None:
 def test_sustained_mixed_load_long(tmp_path) -> None:
     res = _sustained_mixed_load(tmp_path, 90.0)
     print(f"\n{res}")
+
+
+def test_the_soft_descriptor_limit_is_raised_and_a_fetch_out_of_descriptors_says_so(tmp_path) -> None:
+    """A soft limit of 256 (hard 4,096) does not cap the broker at ~50 partitions: it raises the
+    soft limit to the hard one at start, as the JVM does for Kafka. And a fetch that cannot open
+    a segment for want of descriptors answers KAFKA_STORAGE_ERROR (it answered nothing, error 0,
+    after the whole wait, and logged nothing)."""
+    import resource
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 4096:
+        pytest.fail(f"this test needs a hard descriptor limit of 4096 or more (it is {hard})")
+
+    def low_soft_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096))
+
+    port = free_port()
+    data = tmp_path / "data"
+    out = open(tmp_path / "broker.out", "wb")
+    p = subprocess.Popen([sys.executable, "-m", "broker", "serve", "--override", f"log.dirs={data}",
+                          "--override", f"listeners=PLAINTEXT://127.0.0.1:{port}",
+                          *[a for k, v in BASE.items() for a in ("--override", f"{k}={v}")]],
+                         preexec_fn=low_soft_limit, stdout=out, stderr=subprocess.STDOUT)
+    out.close()
+    try:
+        outs = [tmp_path / "broker.out"]
+        log_text = lambda: outs[-1].read_text(errors="replace")  # noqa: E731
+        _wait_for(lambda: "listening on" in log_text() or p.poll() is not None, 60, "the broker to start")
+        assert p.poll() is None, log_text()[-2000:]
+        proc = psutil.Process(p.pid)
+        assert proc.rlimit(psutil.RLIMIT_NOFILE) == (4096, 4096)
+        assert "open file limit raised from 256 to 4096" in log_text()
+        _create(port, "many", 120)                      # ~5 descriptors a partition: over 256
+        _create(port, "segs", 1, {"segment.bytes": "200"})
+        with wire.Conn(port) as c:
+            for q in range(120):
+                assert _produce(c, q, "many", q, b"v%d" % q, acks=1)[0] == 0, q
+            for i in range(6):
+                assert _produce(c, 1000 + i, "segs", 0, b"%099d" % i, acks=1) == (0, i)
+        assert proc.num_fds() > 256
+        # a restart opens no sealed segment; then leave no descriptor to spare and read one
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(60) == 0
+        outs.append(tmp_path / "broker2.out")
+        out = open(outs[-1], "wb")
+        p = subprocess.Popen(p.args, preexec_fn=low_soft_limit, stdout=out, stderr=subprocess.STDOUT)
+        out.close()
+        _wait_for(lambda: "listening on" in log_text() or p.poll() is not None, 60, "the restart")
+        assert p.poll() is None, log_text()[-2000:]
+        proc = psutil.Process(p.pid)
+        with wire.Conn(port) as c:
+            c.call(wire.metadata(1, ["segs"]))
+            c.call(wire.fetch(9, "no-such-topic", 0, 0))   # the Fetch schema is loaded (from a file)
+            soft0, hard0 = proc.rlimit(psutil.RLIMIT_NOFILE)
+            proc.rlimit(psutil.RLIMIT_NOFILE, (proc.num_fds(), hard0))
+            t0 = time.monotonic()
+            _c, body = c.call(wire.fetch(2, "segs", 0, 0, max_wait_ms=5000))
+            [(_t, _p, err, _hw, recs)] = wire.parse_fetch(body)
+            assert err == 56 and recs == b"", (err, recs)
+            assert time.monotonic() - t0 < 4, "an error waited for the whole max_wait"
+            proc.rlimit(psutil.RLIMIT_NOFILE, (soft0, hard0))
+            _c, body = c.call(wire.fetch(3, "segs", 0, 0))
+            [(_t, _p, err, _hw, recs)] = wire.parse_fetch(body)
+            assert err == 0 and [r.value for r in R.decode_batches(recs)][0] == b"%099d" % 0
+        assert "fetch segs-0 at offset 0 failed" in log_text()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(30)
