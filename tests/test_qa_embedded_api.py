@@ -2,9 +2,10 @@
 and the docstrings only: the README example run as written, `Consumer` iteration, use after
 close, a store closed under a producer or consumer, a send racing `Producer.close`, batches over
 `max.message.bytes`, LogAppendTime metadata, consumers dropped without close, threads producing
-while a consumer follows the tail, a second process on the same dir, retention set through the
-API, and the same log dir served afterwards to real Kafka clients (and back). Real files in
-tmp_path, real threads, processes and sockets on 127.0.0.1; every wait has a deadline."""
+while a consumer follows the tail, a second process on the same dir, retention and compaction
+set through the API, bad arguments, `tools.verify_dir` on a dir in use, Kafka's coarse time
+config names, and the same log dir served afterwards to real Kafka clients (and back). Real
+files in tmp_path, real threads, processes and sockets on 127.0.0.1; every wait has a deadline."""
 
 from __future__ import annotations
 
