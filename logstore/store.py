@@ -26,6 +26,9 @@ create_topic / create_partitions start at offset 0, and the checkpoint files hol
 by a deleted topic of the same name from before their metadata record is written
 (`_forget_checkpointed`). A deleted topic's partition directories are renamed away (durably)
 before the store lock is released, so a create of the same name never opens one of them.
+A new partition that cannot be opened once its metadata record is written (out of descriptors,
+a full disk) does not undo the creation: it is opened at its first use (`partition`), which
+raises KafkaStorageError while that still fails, so the topic is either wholly there or not.
 """
 
 from __future__ import annotations
@@ -107,6 +110,8 @@ class LogStore:
         self._topics: dict[str, TopicInfo] = {}
         self._configs: dict[str, LogConfig] = {}
         self._logs: dict[tuple[str, int], Log] = {}
+        # new partitions whose Log could not be opened when they were created: opened at first use
+        self._unopened: set[tuple[str, int]] = set()
         self._topic_listeners: list[Callable[[str, str], None]] = []
         self.periodic_tasks: list[list[Any]] = []  # [interval_s, next_due, fn]
         self.recovery_stats = RecoveryStats()
@@ -362,10 +367,36 @@ class LogStore:
             self._write_metadata(info)
             self._topics[name] = info
             self._configs[name] = cfg
-            for p in range(partitions):
-                self._logs[(name, p)] = self._open_log(name, p, cfg, new=True)
+            self._open_new_partitions(name, range(partitions), cfg)
         self._notify(name, "create")
         return info
+
+    def _open_new_partitions(self, name: str, parts: Iterable[int], cfg: LogConfig) -> None:
+        """Open the Logs of partitions created now (their metadata record is durable, so the
+        creation stands): one that fails is left to `partition` to open at its first use."""
+        for p in parts:
+            try:
+                self._logs[(name, p)] = self._open_log(name, p, cfg, new=True)
+            except (OSError, LogStoreError) as e:
+                log.warning("cannot open new partition %s-%d yet (it is opened at its first use): %s", name, p, e)
+                self._unopened.add((name, p))
+
+    def _open_unopened(self, topic: str, partition: int) -> Log:
+        """Open a partition that failed to open when it was created (see `_open_new_partitions`)."""
+        with self._lock:
+            self._check_open()
+            lg = self._logs.get((topic, partition))
+            if lg is not None:
+                return lg
+            if (topic, partition) not in self._unopened or topic not in self._topics:
+                raise UnknownTopicOrPartitionError(f"unknown partition {topic}-{partition}")
+            try:
+                lg = self._open_log(topic, partition, self._configs[topic], new=True)
+            except (OSError, LogStoreError) as e:
+                raise KafkaStorageError(f"partition {topic}-{partition} cannot be opened: {e}") from e
+            self._unopened.discard((topic, partition))
+            self._logs[(topic, partition)] = lg
+            return lg
 
     def _forget_checkpointed(self, name: str) -> None:
         """Rewrite the checkpoint files before the metadata record that gives `name` new
@@ -397,8 +428,7 @@ class LogStore:
             self._forget_checkpointed(name)
             self._write_metadata(new)
             self._topics[name] = new
-            for p in range(old, total):
-                self._logs[(name, p)] = self._open_log(name, p, self._configs[name], new=True)
+            self._open_new_partitions(name, range(old, total), self._configs[name])
         self._notify(name, "partitions")
         return new
 
@@ -477,6 +507,10 @@ class LogStore:
             del self._topics[name]
             self._configs.pop(name, None)
             logs = [self._logs.pop((name, p)) for p in range(info.partitions) if (name, p) in self._logs]
+            for p in range(info.partitions):
+                if (name, p) in self._unopened:   # never opened, never held a record: just remove
+                    self._unopened.discard((name, p))
+                    shutil.rmtree(os.path.join(self.path, f"{name}-{p}"), ignore_errors=True)
             targets = []
             for lg in logs:
                 lg.abandon()
@@ -512,6 +546,8 @@ class LogStore:
         except KeyError:
             if self._closed:
                 raise StoreClosedError(f"log store {self.path} is closed") from None
+            if (topic, partition) in self._unopened:
+                return self._open_unopened(topic, partition)
             if topic in self._topics:
                 raise UnknownTopicOrPartitionError(
                     f"topic {topic!r} has no partition {partition} (it has {self._topics[topic].partitions})") from None

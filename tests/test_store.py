@@ -375,3 +375,48 @@ def test_a_crash_that_loses_records_past_a_checkpointed_start_offset_restarts_th
         lg3 = s3.partition("t", 0)
         assert (lg3.log_start_offset, lg3.log_end_offset) == (13, 14)
         assert [(r.offset, r.value) for r in lg3.read(13)] == [(13, b"after")]
+
+
+_OUT_OF_DESCRIPTORS_CHILD = r"""
+import os, resource, sys
+import logstore
+from logstore.errors import KafkaStorageError
+store = logstore.open(sys.argv[1], background=False)
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 30, hard))
+store.create_topic("many", 40)               # ~5 descriptors a partition: most cannot be opened
+store.create_topic("gone", 10)
+failed = []
+for p in range(40):
+    try:
+        store.partition("many", p).append([(b"k", b"v%d" % p)])
+    except KafkaStorageError as e:
+        failed.append(p)
+        unopened = "many-%d cannot be opened" % p in str(e)
+print("failed", len(failed))
+assert failed and unopened, "the limit was not low enough to test anything"
+resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+store.delete_topic("gone")
+for p in failed:                            # descriptors again: opened at first use, records kept
+    store.partition("many", p).append([(b"k", b"v%d" % p)])
+store.create_topic("gone", 2)
+assert [r.value for r in store.partition("gone", 1).iter_records(0)] == []
+store.close()
+"""
+
+
+def test_new_partitions_that_cannot_be_opened_are_opened_at_first_use(tmp_path):
+    # out of descriptors while a topic is created: the topic (its metadata record is durable)
+    # is wholly there, its unopened partitions answer KafkaStorageError and open once they can
+    # (they were unknown until a restart, and creating the topic again said it existed)
+    d = str(tmp_path / "d")
+    r = subprocess.run([sys.executable, "-c", _OUT_OF_DESCRIPTORS_CHILD, d], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    assert "cannot open new partition many-" in r.stderr
+    with logstore.open(d, background=False) as store:
+        assert store.clean_open
+        assert [[r.value for r in store.partition("many", p).iter_records(0)] for p in range(40)] == \
+            [[b"v%d" % p] for p in range(40)]
+        assert store.topic("gone").partitions == 2
+        assert sorted(n for n in os.listdir(d) if n.startswith("gone-")) == ["gone-0", "gone-1"]
