@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
-from logstore.config import BROKER_TOPIC_ALIASES, STORE_CONFIGS, TOPIC_CONFIGS
+from logstore.config import BROKER_TOPIC_ALIASES, COARSE_TIME_ALIASES, STORE_CONFIGS, TOPIC_CONFIGS
 
 from .properties import read_properties as _read_java_properties
 
@@ -129,8 +129,7 @@ IGNORED_KEYS = frozenset({
 })
 
 # Broker keys handed to logstore as store / topic-default settings (validated by logstore).
-STORE_KEYS = frozenset(STORE_CONFIGS) | frozenset(BROKER_TOPIC_ALIASES) | {"log.retention.hours",
-                                                                          "log.retention.minutes"}
+STORE_KEYS = frozenset(STORE_CONFIGS) | frozenset(BROKER_TOPIC_ALIASES) | frozenset(COARSE_TIME_ALIASES)
 
 
 def read_properties(path: str) -> dict[str, str]:

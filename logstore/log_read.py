@@ -55,6 +55,9 @@ class LogReader:
     _check_open: Callable[[], None]
 
     def _check_range(self, offset: int) -> int:
+        if type(offset) is not int and (isinstance(offset, bool) or not hasattr(type(offset), "__index__")):
+            # "0" would fail deep inside with a comparison error, True would read from offset 1
+            raise TypeError(f"offset must be an int, not {type(offset).__name__} ({offset!r})")
         leo = self.log_end_offset
         if offset < self._log_start_offset or offset > leo:
             raise OffsetOutOfRangeError(

@@ -540,7 +540,12 @@ class LogStore:
 
     # -- partitions ---------------------------------------------------------------------------
     def partition(self, topic: str, partition: int) -> Log:
-        """The Log of one partition. O(1). Raises UnknownTopicOrPartitionError."""
+        """The Log of one partition. O(1). Raises UnknownTopicOrPartitionError, and TypeError
+        for a partition that is not an int (True or 1.0 would find partition 1)."""
+        if type(partition) is not int:
+            if isinstance(partition, bool) or not hasattr(type(partition), "__index__"):
+                raise TypeError(f"partition must be an int, not {type(partition).__name__} ({partition!r})")
+            partition = partition.__index__()   # e.g. a numpy integer
         try:
             return self._logs[(topic, partition)]
         except KeyError:
@@ -567,6 +572,7 @@ class LogStore:
 
     def run_retention(self, now_ms: int | None = None) -> Any:
         """One retention pass over every partition now (retention.py); returns a RetentionResult."""
+        self._check_open()
         from . import retention
         return retention.run_retention(self, now_ms)
 
@@ -656,6 +662,7 @@ class LogStore:
 
     def flush(self) -> None:
         """fsync every partition and write the checkpoints."""
+        self._check_open()
         for lg in self.logs():
             lg.flush()
         self._meta_log.flush()

@@ -703,3 +703,27 @@ def test_kafka_coarse_time_names_set_topic_defaults_with_kafkas_precedence(tmp_p
         s.create_topic("t")
         cfg = s.topic_config("t")
         assert (cfg.retention_ms, cfg.segment_ms) == (retention_ms, segment_ms)
+
+
+def test_partition_and_offset_arguments_are_checked_and_a_closed_store_says_so(tmp_path) -> None:
+    import numpy as np
+    from logstore.errors import StoreClosedError
+    from broker.config import BrokerConfig
+    store = logstore.open(str(tmp_path / "d"), background=False)
+    store.create_topic("t", 2)
+    store.partition("t", 1).append([(b"k", b"one")])
+    for bad in (True, 1.0, "0"):   # True and 1.0 used to find partition 1; "0" said "no partition 0"
+        with pytest.raises(TypeError, match="partition must be an int"):
+            store.partition("t", bad)
+    assert store.partition("t", np.int64(1)) is store.partition("t", 1)
+    lg = store.partition("t", 1)
+    for bad in ("0", True, 0.0):   # "0" failed with a comparison error, True read from offset 1
+        with pytest.raises(TypeError, match="offset must be an int"):
+            lg.read(bad)
+    assert [r.value for r in lg.read(np.int64(0))] == [b"one"]
+    store.close()
+    for call in (store.flush, store.run_retention):   # used to return silently
+        with pytest.raises(StoreClosedError):
+            call()
+    # the broker takes the coarse time names the store takes
+    assert BrokerConfig({"log.roll.hours": "2"}).store_config["log.roll.hours"] == "2"
