@@ -504,7 +504,7 @@ def _many_segments(tmp_path, n: int) -> dict:
     try:
         proc = psutil.Process(b.pid)
         fds0 = proc.num_fds()
-        # one 170-byte batch per segment (Kafka refuses a batch larger than segment.bytes)
+        # one 170-byte batch per segment (segment.bytes 200)
         _create(port, "segs", 1, {"segment.bytes": "200"})
         with wire.Conn(port) as c:
             pipeline = b"".join(wire.produce(i, "segs", 0, R.build_batch([(b"k", b"%099d" % i)]), acks=1)

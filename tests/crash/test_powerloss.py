@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 import pytest
 
 import logstore
-from logstore import records as R
 from logstore import checkpoint as ckpt
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tests/crash has no __init__.py
@@ -508,10 +507,6 @@ class Campaign:
                 key = rng.randbytes(4) if rng.random() < 0.5 else None
                 value = rng.randbytes(rng.randint(1, 300))
             recs.append((key, value, (), self.next_ts()))
-        # an append bigger than segment.bytes is refused (RECORD_LIST_TOO_LARGE, as Kafka)
-        while len(recs) > 1 and len(R.build_batch(recs)) > lg.config.segment_bytes:
-            recs.pop()
-        n = len(recs)
         leo = lg.log_end_offset
         model = self.records[(t, p)]
         for i, (k, v, _h, ts) in enumerate(recs):

@@ -638,7 +638,7 @@ def run_startup_kills(tmp_path, attempts: int, seed: int) -> dict:
     try:
         raw_create_topic(b.port, t, parts, {"segment.bytes": "8192"})
         p = Producer({"bootstrap.servers": b.bootstrap, "enable.idempotence": True, "linger.ms": 5,
-                      "batch.size": 4096,  # a batch over segment.bytes is RECORD_LIST_TOO_LARGE
+                      "batch.size": 4096,  # small batches: kills land among many rolls
                       "reconnect.backoff.max.ms": 100, **QUIET})
 
         def cb(err, msg) -> None:
