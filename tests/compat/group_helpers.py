@@ -7,6 +7,9 @@ test_qa_groups.py, test_consumer_protocol.py and tests/test_cli_groups_consumer_
 - `wait_for(pred, timeout, what, hold=...)`: a deadline on an observed condition;
 - `MemberProcess`: a classic group member running a script in its own process (SIGKILL is a real
   crash), `covers(...)`: whether a set of such members owns a set of partitions exactly once;
+- `tps(topic, n)`: "topic:p" names; `admin(bootstrap)` / `create_topic(...)`: a confluent
+  AdminClient and a new topic (the `members` fixture, killing a test's MemberProcesses after it,
+  is in tests/compat/conftest.py);
 - `commit_each(...)`: a confluent-kafka consumer committing every record it polls;
 - `ConsumerThread` / `consumer_conf(...)`: a KIP-848 (`group.protocol=consumer`) confluent-kafka
   consumer polled by a thread of the test process.
@@ -178,3 +181,19 @@ class ConsumerThread:
         self._stop.set()
         self.thread.join(10)
         self.consumer.close()
+
+
+# -- what the group test modules build their scenarios from --------------------------------------------
+def tps(topic: str, n: int, start: int = 0) -> list[str]:
+    return [f"{topic}:{i}" for i in range(start, n)]
+
+
+def admin(bootstrap: str):
+    from confluent_kafka.admin import AdminClient
+    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+
+
+def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    from confluent_kafka.admin import NewTopic
+    a = admin(bootstrap)  # kept referenced until the future is done
+    a.create_topics([NewTopic(name, partitions, 1)])[name].result(timeout=20)

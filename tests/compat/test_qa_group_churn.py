@@ -51,10 +51,11 @@ confluent_kafka = pytest.importorskip("confluent_kafka")
 pytest.importorskip("kafka")
 pytest.importorskip("aiokafka")
 from confluent_kafka import Producer  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic  # noqa: E402
+from confluent_kafka.admin import NewPartitions  # noqa: E402
 
 from broker.pytest_plugin import start_broker  # noqa: E402
-from tests.compat.group_helpers import BROKER_PROPS, MemberProcess, wait_for  # noqa: E402
+from tests.compat.group_helpers import (  # noqa: E402
+    BROKER_PROPS, MemberProcess, admin, create_topic, tps, wait_for)
 
 SESSION_MS = 4000
 KIP848_PROPS = {**BROKER_PROPS, "group.consumer.heartbeat.interval.ms": "300",
@@ -68,13 +69,6 @@ def broker(tmp_path):
     b.stop()
 
 
-def admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
-
-
-def create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    a = admin(bootstrap)
-    a.create_topics([NewTopic(name, partitions, 1)])[name].result(timeout=20)
 
 
 def produce(bootstrap: str, topic: str, partitions: list[int], per_partition: int, start: int = 0) -> None:
@@ -268,16 +262,6 @@ class Member(MemberProcess):
         return self.err_path.read_text(errors="replace")[-3000:]
 
 
-@pytest.fixture
-def members():
-    started: list[Member] = []
-    yield started
-    for m in started:
-        m.kill()
-
-
-def tps(topic: str, n: int, start: int = 0) -> list[str]:
-    return [f"{topic}:{i}" for i in range(start, n)]
 
 
 def owns_exactly(group: list[Member], parts: list[str], idle: int = 0) -> bool:

@@ -28,10 +28,10 @@ import pytest
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 pytest.importorskip("kafka")
-from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic  # noqa: E402
+from confluent_kafka.admin import NewPartitions  # noqa: E402
 
 from tests.compat.group_helpers import (  # noqa: E402
-    MemberProcess, commit_each, covers, running_broker, start, wait_for)
+    MemberProcess, admin, commit_each, covers, create_topic, running_broker, start, tps, wait_for)
 
 
 @pytest.fixture
@@ -39,13 +39,6 @@ def broker(tmp_path):
     yield from running_broker(tmp_path / "data")
 
 
-def admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
-
-
-def create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    a = admin(bootstrap)  # kept referenced until the future is done
-    a.create_topics([NewTopic(name, partitions, 1)])[name].result(timeout=20)
 
 
 def add_partitions(bootstrap: str, name: str, total: int) -> None:
@@ -190,16 +183,6 @@ class Member(MemberProcess):
                 self.kill()
 
 
-@pytest.fixture
-def members():
-    started: list[Member] = []
-    yield started
-    for m in started:
-        m.kill()
-
-
-def tps(topic: str, n: int, start: int = 0) -> list[str]:
-    return [f"{topic}:{i}" for i in range(start, n)]
 
 
 # -- static membership -----------------------------------------------------------------------------
