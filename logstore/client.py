@@ -26,7 +26,6 @@ O(records returned) plus one read per partition with data.
 
 from __future__ import annotations
 
-import operator
 import random
 import threading
 import time
@@ -36,7 +35,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Seque
 from . import records as R
 from .compression import compression_code
 from .errors import (LogStoreError, OffsetOutOfRangeError, RecordTooLargeError, StoreClosedError,
-                     UnknownTopicOrPartitionError)
+                     UnknownTopicOrPartitionError, check_int)
 
 TopicPartition = tuple[str, int]
 Partitioner = Callable[[bytes | None, int], int]
@@ -187,16 +186,6 @@ def _header_list(headers: Any) -> list[tuple[str, bytes | None]]:
     return out
 
 
-def _check_int(v: Any, what: str) -> int:
-    """`v` as an int (anything with `__index__`, e.g. numpy's, but not a bool, float or str)."""
-    if not isinstance(v, bool):
-        try:
-            return operator.index(v)
-        except TypeError:
-            pass
-    raise TypeError(f"{what} must be an int, not {type(v).__name__} ({v!r})")
-
-
 def _check_store(store: Any) -> None:
     """A Producer or Consumer works on an open LogStore, not on a path or a broker address (as a
     kafka-python habit, `Producer("127.0.0.1:9092")`, would give it)."""
@@ -214,7 +203,7 @@ class Producer:
                  batch_size: int = 16384, compression_type: str = "none") -> None:
         _check_store(store)
         compression_code(compression_type)  # an unknown codec fails here, not at the first send
-        _check_int(batch_size, "batch_size")
+        check_int(batch_size, "batch_size")
         if partitioner is not None and not callable(partitioner) and not isinstance(partitioner, DefaultPartitioner):
             raise TypeError(f"partitioner must be callable as fn(key_bytes, num_partitions), not "
                             f"{type(partitioner).__name__}")
@@ -244,9 +233,9 @@ class Producer:
         v = _to_bytes(value, "value")
         hdrs = _header_list(headers)
         if partition is not None:
-            partition = _check_int(partition, "partition")
+            partition = check_int(partition, "partition")
         if timestamp is not None:
-            timestamp = _check_int(timestamp, "timestamp")
+            timestamp = check_int(timestamp, "timestamp")
             if not 0 <= timestamp <= _MAX_TIMESTAMP:
                 # Kafka's ProducerRecord: "Timestamp should always be non-negative or null"
                 raise ValueError(f"invalid timestamp {timestamp} for topic {topic!r}: it must be a "
@@ -254,7 +243,7 @@ class Producer:
         n = self.partitions_for(topic)
         if partition is None:
             if self._custom is not None:
-                partition = _check_int(self._custom(k, n), f"the partition the partitioner chose for topic {topic!r}")
+                partition = check_int(self._custom(k, n), f"the partition the partitioner chose for topic {topic!r}")
             else:
                 partition = self._default.partition(topic, k, n)
         if not 0 <= partition < n:
@@ -387,7 +376,7 @@ class Consumer:
                 raise TypeError(f"a topic name must be a str, not {type(t).__name__} ({t!r})")
         if group_id is not None and not isinstance(group_id, str):
             raise TypeError(f"group_id must be a str or None, not {type(group_id).__name__} ({group_id!r})")
-        fetch_max_bytes = _check_int(fetch_max_bytes, "fetch_max_bytes")
+        fetch_max_bytes = check_int(fetch_max_bytes, "fetch_max_bytes")
         if consumer_timeout_ms is not None:
             if isinstance(consumer_timeout_ms, bool) or not isinstance(consumer_timeout_ms, (int, float)):
                 raise TypeError(f"consumer_timeout_ms must be a number of milliseconds or None, not "
@@ -488,7 +477,7 @@ class Consumer:
     def seek(self, tp: TopicPartition, offset: int) -> None:
         """Make the next poll of `tp` start at `offset`."""
         self.position(tp)  # open and assigned
-        offset = _check_int(offset, "offset")
+        offset = check_int(offset, "offset")
         if offset < 0:
             raise ValueError(f"offset must be non-negative, not {offset}")
         self._positions[tuple(tp)] = offset  # type: ignore[index]
@@ -524,7 +513,7 @@ class Consumer:
             for tp, off in dict(offsets).items():
                 t, p = tp
                 self.store.partition(t, p)  # UnknownTopicOrPartitionError naming it
-                off = _check_int(off, f"offset for {t}-{p}")
+                off = check_int(off, f"offset for {t}-{p}")
                 if off < 0:
                     raise ValueError(f"invalid offset {off} for {t}-{p}: a committed offset is >= 0")
                 todo[(t, p)] = off

@@ -2,10 +2,25 @@
 
 Every error raised by `logstore` is a `LogStoreError`; each subclass carries the Apache Kafka
 error code it maps to (`error_code`), so the broker can answer with it unchanged. Messages name
-what was wrong and where: topic, partition, file, position, offset or key.
+what was wrong and where: topic, partition, file, position, offset or key. `check_int` is the
+argument check the public API shares (a TypeError naming the argument).
 """
 
 from __future__ import annotations
+
+import operator
+from typing import Any
+
+
+def check_int(v: Any, what: str) -> int:
+    """`v` as an int (anything with `__index__`, e.g. numpy's, but not a bool, float or str);
+    a TypeError naming `what` otherwise (True or 1.0 would pass for 1 as a dict key or offset)."""
+    if not isinstance(v, bool):
+        try:
+            return operator.index(v)
+        except TypeError:
+            pass
+    raise TypeError(f"{what} must be an int, not {type(v).__name__} ({v!r})")
 
 
 class LogStoreError(Exception):

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from . import records as R
-from .errors import CorruptRecordError, OffsetOutOfRangeError
+from .errors import CorruptRecordError, OffsetOutOfRangeError, check_int
 from .segment import FileSlice, LogSegment
 
 if TYPE_CHECKING:
@@ -55,9 +55,8 @@ class LogReader:
     _check_open: Callable[[], None]
 
     def _check_range(self, offset: int) -> int:
-        if type(offset) is not int and (isinstance(offset, bool) or not hasattr(type(offset), "__index__")):
-            # "0" would fail deep inside with a comparison error, True would read from offset 1
-            raise TypeError(f"offset must be an int, not {type(offset).__name__} ({offset!r})")
+        if type(offset) is not int:
+            check_int(offset, "offset")   # "0" would fail deep inside, True would read from offset 1
         leo = self.log_end_offset
         if offset < self._log_start_offset or offset > leo:
             raise OffsetOutOfRangeError(

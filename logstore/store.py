@@ -51,7 +51,7 @@ from . import producer_state
 from .config import LIST_TOPIC_CONFIGS, TOPIC_CONFIGS, LogConfig, StoreConfig, parse_topic_config
 from .errors import (InvalidConfigError, InvalidPartitionsError, InvalidTopicError, KafkaStorageError,
                      LogDirLockedError, LogStoreError, StoreClosedError, TopicAlreadyExistsError,
-                     UnknownTopicOrPartitionError)
+                     UnknownTopicOrPartitionError, check_int)
 from .log import Log, RecoveryStats, fsync_dir, parse_partition_dir
 
 log = logging.getLogger("logstore")
@@ -543,9 +543,7 @@ class LogStore:
         """The Log of one partition. O(1). Raises UnknownTopicOrPartitionError, and TypeError
         for a partition that is not an int (True or 1.0 would find partition 1)."""
         if type(partition) is not int:
-            if isinstance(partition, bool) or not hasattr(type(partition), "__index__"):
-                raise TypeError(f"partition must be an int, not {type(partition).__name__} ({partition!r})")
-            partition = partition.__index__()   # e.g. a numpy integer
+            partition = check_int(partition, "partition")
         try:
             return self._logs[(topic, partition)]
         except KeyError:

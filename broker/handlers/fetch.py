@@ -32,7 +32,7 @@ import time
 from typing import Any
 
 from logstore.errors import LogStoreError, OffsetOutOfRangeError
-from logstore.file_slice import FileSlice, pread_full
+from logstore.file_slice import pread_full
 
 from ..protocol import PartitionResult, TopicResult, write_fetch_response
 from ..protocol.fetch_writer import MAX_VERSION, MIN_VERSION
@@ -105,13 +105,11 @@ def _collect(server: Any, request: Any, v: int) -> tuple[list[TopicResult], int,
                 pr.log_start_offset = lg.log_start_offset
                 errors = True
                 continue
-            except ValueError as e:
-                # the segment was closed under us (retention, delete): nothing now, the client retries
-                log.debug("fetch %s-%d at %d: %s", name, idx, offset, e)
-                continue
-            except OSError as e:
-                if e.errno in (errno.ENOENT, errno.EBADF):
-                    log.debug("fetch %s-%d at %d: %s", name, idx, offset, e)   # as above
+            except (OSError, ValueError) as e:
+                if not isinstance(e, OSError) or e.errno in (errno.ENOENT, errno.EBADF):
+                    # the segment was closed or deleted under us (retention, delete): nothing now,
+                    # the client retries
+                    log.debug("fetch %s-%d at %d: %s", name, idx, offset, e)
                     continue
                 # e.g. EMFILE (out of descriptors) or EIO: the client must hear it, and so must the log
                 log.warning("fetch %s-%d at offset %d failed: %s", name, idx, offset, e)
