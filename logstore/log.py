@@ -322,14 +322,23 @@ class Log(LogLoader, LogReader):
         return seg
 
     def _sync_dir(self) -> None:
+        try:
+            fd = os.open(self.dir, os.O_RDONLY)
+        except OSError as e:
+            # no fsync was tried (e.g. out of descriptors): nothing can have been dropped, so the
+            # partition stays online and the next flush tries again
+            raise KafkaStorageError(f"cannot open directory {self.dir} of partition {self.name} to fsync it: "
+                                    f"{e.strerror}") from e
         self._dir_unsynced = False
         try:
-            fsync_dir(self.dir)
+            os.fsync(fd)
         except OSError as e:
             self._dir_unsynced = True
             self._fail(e)
             raise KafkaStorageError(f"cannot fsync directory {self.dir} of partition {self.name}: "
                                     f"{e.strerror}") from e
+        finally:
+            os.close(fd)
 
     # -- flush -------------------------------------------------------------------------------
     def flush(self, offset: int | None = None) -> None:
